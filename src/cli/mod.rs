@@ -1,0 +1,95 @@
+//! Command-line front end: clap definitions, one module per command, and dispatch.
+//!
+//! This layer owns argv and all printing. Commands turn their arguments into calls on
+//! the library layers and hand results to [`output::Output`]; they never print directly.
+
+mod amend;
+mod check;
+mod convert;
+mod failure;
+mod info;
+mod manifest;
+mod output;
+mod verify;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::ExitCode;
+pub use failure::Failure;
+pub use output::{Output, OutputOptions};
+
+/// Move VM images between OpenStack projects and clouds, verified, clean and resumable.
+#[derive(Debug, Parser)]
+#[command(name = "imgferry", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Print only errors (and the command's data on stdout).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail about what happens (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Emit JSON Lines on stdout (schema in the README) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never draw progress bars (they are drawn only when stderr is a terminal anyway).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the format and metadata of a disk image.
+    Info(info::InfoArgs),
+    /// Convert an image between raw and qcow2 (sparse, allocation-driven).
+    Convert(convert::ConvertArgs),
+    /// Change a qcow2 image's compat level in place (0.10 = v2, 1.1 = v3).
+    Amend(amend::AmendArgs),
+    /// Check a qcow2 image's metadata for corruption and leaks.
+    Check(check::CheckArgs),
+    /// Verify a file against digests and/or a per-chunk manifest.
+    Verify(verify::VerifyArgs),
+    /// Write a per-chunk manifest of a file.
+    Manifest(manifest::ManifestArgs),
+}
+
+/// Parses argv, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Success
+            };
+            let _ = err.print();
+            return code.code();
+        }
+    };
+    let output = Output::new(OutputOptions::from_global(&cli.global));
+    let result = match cli.command {
+        Command::Info(args) => info::run(args, &output),
+        Command::Convert(args) => convert::run(args, &output),
+        Command::Amend(args) => amend::run(args, &output),
+        Command::Check(args) => check::run(args, &output),
+        Command::Verify(args) => verify::run(args, &output),
+        Command::Manifest(args) => manifest::run(args, &output),
+    };
+    match result {
+        Ok(code) => code.code(),
+        Err(failure) => {
+            output.failure(&failure);
+            failure.code.code()
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Named limits that every number read from a qcow2 file is checked against.
+//!
+//! Each comes from the qcow2 specification or from QEMU's own implementation limits,
+//! so an image QEMU accepts is accepted here and a hostile one cannot make us allocate
+//! or loop without bound.
+
+/// Smallest cluster: 512 bytes (spec: cluster_bits >= 9).
+pub const MIN_CLUSTER_BITS: u32 = 9;
+/// Largest cluster QEMU creates and opens: 2 MiB.
+pub const MAX_CLUSTER_BITS: u32 = 21;
+/// Extended L2 entries need clusters of at least 16 KiB (spec).
+pub const MIN_EXTENDED_L2_CLUSTER_BITS: u32 = 14;
+/// QEMU's cap on the L1 table (32 MiB = 4 Mi entries); with 2 MiB clusters that maps
+/// 2 PiB, so it also bounds the virtual size any real image can have.
+pub const MAX_L1_BYTES: u64 = 32 << 20;
+/// QEMU's cap on the refcount table (8 MiB).
+pub const MAX_REFCOUNT_TABLE_BYTES: u64 = 8 << 20;
+/// Largest refcount width: 2^6 = 64 bits (spec: refcount_order <= 6).
+pub const MAX_REFCOUNT_ORDER: u32 = 6;
+/// QEMU refuses backing file names longer than 1023 bytes.
+pub const MAX_BACKING_FILE_NAME: u32 = 1023;
+/// QEMU's cap on internal snapshots.
+pub const MAX_SNAPSHOTS: u32 = 65536;
+/// Fixed part of a version 2 header.
+pub const V2_HEADER_LEN: u32 = 72;
+/// Fixed part of a version 3 header, up to and including `header_length`.
+pub const V3_MIN_HEADER_LEN: u32 = 104;
+/// A v3 header with the compression type field, padded to 8 bytes.
+pub const V3_HEADER_WITH_COMPRESSION_LEN: u32 = 112;
+/// Largest virtual size accepted: keeps every guest offset + cluster size inside i64,
+/// as QEMU's block layer requires (`BDRV_MAX_LENGTH` is just under 2^63).
+pub const MAX_VIRTUAL_SIZE: u64 = 1 << 62;
+/// Host offsets in L1/L2/refcount entries occupy bits 9..=55 (spec).
+pub const HOST_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;

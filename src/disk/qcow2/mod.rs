@@ -1,0 +1,9 @@
+//! qcow2 (versions 2 and 3): on-disk structures, metadata walk, reading and writing.
+//!
+//! Split three ways: `header` (on-disk structs and their validation), the metadata walk
+//! that answers "what is at this guest offset", and the I/O that moves bytes.
+
+pub mod header;
+pub mod limits;
+
+pub use header::{CompressionType, Header};

@@ -1,0 +1,14 @@
+//! imgferry: move virtual-machine images between OpenStack projects and clouds.
+//!
+//! The crate is layered as described in `shared/DESIGN.md`; arrows point down only:
+//!
+//! - [`cli`] parses argv and is the only code that prints;
+//! - [`report`] is the seam through which lower layers announce progress and warnings;
+//! - [`disk`] reads, writes, converts, amends and checks raw and qcow2 images;
+//! - [`hash`] computes whole-file digests and per-chunk manifests.
+
+pub mod cli;
+pub mod disk;
+pub mod exit;
+pub mod hash;
+pub mod report;
