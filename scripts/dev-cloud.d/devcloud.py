@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def render(template, out, mode=0o644, **values):
     write_atomic(out, text, mode)
 
 
-def tail(path, lines=40):
+def tail(path, lines=30):
     text = _read(path)
     if text is None:
         return f"  ({path}: no such file)"
@@ -172,13 +173,14 @@ def http(method, url, body=None, token=None, timeout=10):
     return status, headers, parsed
 
 
-def issue_token(cloud, user, password, project):
+def issue_token(cloud, user, password, project, timeout=10):
     body = {"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "domain": {"id": "default"}, "password": password}}},
         "scope": {"project": {"name": project, "domain": {"id": "default"}}},
     }}
-    status, headers, parsed = http("POST", cloud.keystone_url + "/auth/tokens", body)
+    status, headers, parsed = http("POST", cloud.keystone_url + "/auth/tokens", body,
+                                   timeout=timeout)
     if status != 201:
         msg = (parsed or {}).get("error", {}).get("message", "")
         raise DevCloudError(f"token for {user}: HTTP {status} {msg}".strip())
@@ -242,15 +244,20 @@ def reap(pid):
         pass
 
 
-def port_free(port):
-    import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+def port_free(port, wait=5.0):
+    """True if 127.0.0.1:port can be bound, allowing a just-killed server's
+    orphaned worker a few seconds to notice and exit."""
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.2)
 
 
 def start_service(cloud, service):
@@ -332,13 +339,14 @@ def stop_service(cloud, service, quiet=False):
 
 # --------------------------------------------------------------------------- health
 
-def check_keystone(cloud):
-    issue_token(cloud, "admin", ADMIN_PASSWORD, "admin")
+def check_keystone(cloud, timeout):
+    issue_token(cloud, "admin", ADMIN_PASSWORD, "admin", timeout)
 
 
-def check_glance(cloud):
-    token = issue_token(cloud, "source-user", MEMBER_PASSWORD, "source")
-    status, _, parsed = http("GET", cloud.glance_url + "/v2/images?limit=1", token=token)
+def check_glance(cloud, timeout):
+    token = issue_token(cloud, "source-user", MEMBER_PASSWORD, "source", timeout)
+    status, _, parsed = http("GET", cloud.glance_url + "/v2/images?limit=1",
+                             token=token, timeout=timeout)
     if status != 200 or not isinstance(parsed, dict) or "images" not in parsed:
         raise DevCloudError(f"GET /v2/images: HTTP {status}")
 
@@ -346,9 +354,9 @@ def check_glance(cloud):
 CHECKS = {"keystone": check_keystone, "glance": check_glance}
 
 
-def healthy(cloud, service):
+def healthy(cloud, service, timeout=10):
     try:
-        CHECKS[service](cloud)
+        CHECKS[service](cloud, timeout)
         return True, "ok"
     except (DevCloudError, OSError) as e:
         return False, str(e)
@@ -357,7 +365,7 @@ def healthy(cloud, service):
 def wait_ready(cloud, service, rec):
     deadline = time.monotonic() + TIMEOUT
     while True:
-        ok, why = healthy(cloud, service)
+        ok, why = healthy(cloud, service, max(0.5, deadline - time.monotonic()))
         if ok:
             return
         if not is_ours(rec):
@@ -395,8 +403,10 @@ def run_logged(cloud, argv, env_extra=None):
     with open(log, "a") as f:
         f.write(f"\n$ {' '.join(argv)}\n")
         f.flush()
+        t0 = time.monotonic()
         rc = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=f,
                              stderr=subprocess.STDOUT, env=env, cwd=cloud.dir)
+        f.write(f"# exit {rc} after {time.monotonic() - t0:.1f} s\n")
     if rc != 0:
         raise DevCloudError(f"{os.path.basename(argv[0])} {argv[3]} failed "
                             f"(exit {rc}); see {log}")
@@ -595,10 +605,16 @@ def write_clouds_yaml(clouds):
 
 
 def cmd_down():
-    for cloud in recorded_clouds():
-        if os.path.isdir(cloud.rundir):
-            for service in ("glance", "keystone"):
-                stop_service(cloud, service)
+    def stop_cloud(cloud):
+        for service in ("glance", "keystone"):
+            stop_service(cloud, service)
+
+    threads = [threading.Thread(target=stop_cloud, args=(c,))
+               for c in recorded_clouds() if os.path.isdir(c.rundir)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return 0
 
 
@@ -672,6 +688,9 @@ def main(argv):
         return COMMANDS[argv[1]]()
     except DevCloudError as e:
         say(None, f"error: {e}")
+        return 1
+    except BrokenPipeError:  # e.g. `status | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 
