@@ -31,7 +31,11 @@ pub enum DiskError {
     },
     /// The image is valid but uses something imgferry does not handle.
     #[error("{path}: {detail}")]
-    Unsupported { path: PathBuf, detail: String },
+    Unsupported {
+        path: PathBuf,
+        detail: String,
+        hint: Option<String>,
+    },
     /// The requested change would damage the image or lose data, so it was not made.
     #[error("refusing to change {path}: {detail}")]
     Refused {
@@ -72,6 +76,20 @@ impl DiskError {
         Self::Unsupported {
             path: path.into(),
             detail: detail.into(),
+            hint: None,
+        }
+    }
+
+    /// A valid but unsupported feature of `path`, with what the user can do instead.
+    pub fn unsupported_with_hint(
+        path: impl Into<PathBuf>,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self::Unsupported {
+            path: path.into(),
+            detail: detail.into(),
+            hint: Some(hint.into()),
         }
     }
 
@@ -86,7 +104,7 @@ impl DiskError {
             Self::Malformed { .. } => {
                 Some("the file is damaged or truncated; `qemu-img check` may tell more".to_owned())
             }
-            Self::Refused { hint, .. } => hint.clone(),
+            Self::Refused { hint, .. } | Self::Unsupported { hint, .. } => hint.clone(),
             Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 Some("check the path".to_owned())
             }

@@ -9,13 +9,19 @@
 //! checked arithmetic against the named limits in [`qcow2::limits`].
 
 mod error;
+mod memory;
 mod source;
 
 pub mod detect;
 pub mod info;
+pub mod open;
 pub mod qcow2;
+pub mod raw;
 
 pub use error::{DiskError, Result};
+pub use memory::MemorySource;
+pub use open::{open_image, open_source, Image};
+pub use raw::RawImage;
 pub use source::{LocalFile, ReadAt};
 
 /// What a range of a virtual disk holds.

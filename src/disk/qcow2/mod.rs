@@ -3,8 +3,12 @@
 //! Split three ways: `header` (on-disk structs and their validation), the metadata walk
 //! that answers "what is at this guest offset", and the I/O that moves bytes.
 
+mod decompress;
 pub mod entries;
 pub mod header;
+pub mod layout;
 pub mod limits;
+pub mod reader;
 
 pub use header::{CompressionType, Header};
+pub use reader::Qcow2Image;
