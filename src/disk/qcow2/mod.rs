@@ -6,6 +6,7 @@
 mod decompress;
 pub mod entries;
 pub mod header;
+mod l2_cache;
 pub mod layout;
 pub mod limits;
 pub mod reader;
