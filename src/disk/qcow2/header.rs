@@ -369,12 +369,16 @@ impl Header {
             ));
         }
         let start = self.backing_file_offset;
-        let end = start + u64::from(self.backing_file_size);
-        if end > self.cluster_size() || end > buf.len() as u64 {
-            return Err(format!(
-                "backing file name at bytes {start}..{end} lies outside the first cluster"
-            ));
-        }
+        // Checked: a hostile offset near u64::MAX must not wrap around.
+        let end = start
+            .checked_add(u64::from(self.backing_file_size))
+            .filter(|&end| end <= self.cluster_size() && end <= buf.len() as u64)
+            .ok_or_else(|| {
+                format!(
+                    "backing file name at byte {start} ({} bytes) lies outside the first cluster",
+                    self.backing_file_size
+                )
+            })?;
         let name = &buf[start as usize..end as usize];
         self.backing_file = Some(String::from_utf8_lossy(name).into_owned());
         Ok(())
