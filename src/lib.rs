@@ -5,9 +5,11 @@
 //! - [`cli`] parses argv and is the only code that prints;
 //! - [`report`] is the seam through which lower layers announce progress and warnings;
 //! - [`disk`] reads, writes, converts, amends and checks raw and qcow2 images;
-//! - [`hash`] computes whole-file digests and per-chunk manifests.
+//! - [`hash`] computes whole-file digests and per-chunk manifests;
+//! - [`cloud`] speaks to OpenStack: clouds.yaml, Keystone v3, Glance v2.
 
 pub mod cli;
+pub mod cloud;
 pub mod disk;
 pub mod exit;
 pub mod hash;

@@ -78,3 +78,15 @@ impl From<crate::hash::HashError> for Failure {
         }
     }
 }
+
+impl From<crate::cloud::CloudError> for Failure {
+    fn from(error: crate::cloud::CloudError) -> Self {
+        let code = error.exit_code();
+        let hint = error.hint();
+        Self {
+            error: Box::new(error),
+            code,
+            hint,
+        }
+    }
+}

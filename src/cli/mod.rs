@@ -5,8 +5,10 @@
 
 mod amend;
 mod check;
+mod cloud_args;
 mod convert;
 mod failure;
+mod images;
 mod info;
 mod manifest;
 mod output;
@@ -60,6 +62,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Write a per-chunk manifest of a file.
     Manifest(manifest::ManifestArgs),
+    /// List or show the images of an OpenStack project (Glance v2).
+    Images(images::ImagesArgs),
 }
 
 /// Parses argv, runs the command and returns the process exit code.
@@ -84,6 +88,7 @@ pub fn main() -> i32 {
         Command::Check(args) => check::run(args, &output),
         Command::Verify(args) => verify::run(args, &output),
         Command::Manifest(args) => manifest::run(args, &output),
+        Command::Images(args) => images::run(args, &output),
     };
     match result {
         Ok(code) => code.code(),
