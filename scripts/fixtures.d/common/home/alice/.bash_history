@@ -1,0 +1,2 @@
+ssh @FQDN@
+sudo -i

@@ -1,0 +1,2 @@
+# imgferry fixture: alice's bashrc (must survive unless user-account runs)
+export EDITOR=vi

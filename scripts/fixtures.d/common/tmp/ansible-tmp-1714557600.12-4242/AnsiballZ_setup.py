@@ -1,0 +1,1 @@
+# tmp-files: leftovers of a configuration run
