@@ -5,6 +5,7 @@ Owns the projects, users, role assignments, the image service and its endpoints 
 `keystone-manage bootstrap`). Standard library only.
 """
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -16,7 +17,7 @@ from dc_common import (ADMIN_PASSWORD, MEMBER_PASSWORD, MEMBER_PROJECTS, REGION,
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http(method, url, body=None, token=None, timeout=10):
+def request(method, url, body=None, token=None, timeout=10):
     """One request; returns (status, headers, parsed JSON or None)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
@@ -31,6 +32,8 @@ def http(method, url, body=None, token=None, timeout=10):
             status, headers = resp.status, resp.headers
     except urllib.error.HTTPError as e:
         raw, status, headers = e.read(), e.code, e.headers
+    except http.client.HTTPException as e:  # e.g. a server dying mid-response
+        raise ConnectionError(f"{method} {url}: {e!r}") from e
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
@@ -44,8 +47,8 @@ def issue_token(cloud, user, password, project, timeout=10):
             "name": user, "domain": {"id": "default"}, "password": password}}},
         "scope": {"project": {"name": project, "domain": {"id": "default"}}},
     }}
-    status, headers, parsed = http("POST", cloud.keystone_url + "/auth/tokens", body,
-                                   timeout=timeout)
+    url = cloud.keystone_url + "/auth/tokens"
+    status, headers, parsed = request("POST", url, body, timeout=timeout)
     if status != 201:
         msg = (parsed or {}).get("error", {}).get("message", "")
         raise DevCloudError(f"token for {user}: HTTP {status} {msg}".strip())
@@ -60,7 +63,7 @@ class Keystone:
         self.token = issue_token(cloud, "admin", ADMIN_PASSWORD, "admin")
 
     def call(self, method, path, body=None):
-        status, _, parsed = http(method, self.base + path, body, self.token)
+        status, _, parsed = request(method, self.base + path, body, self.token)
         if status >= 300:
             raise DevCloudError(f"{method} {path}: HTTP {status} {parsed}")
         return parsed

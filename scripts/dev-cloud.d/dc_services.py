@@ -19,7 +19,7 @@ import time
 from dc_common import (ADMIN_PASSWORD, MEMBER_PASSWORD, REGION, SERVICE_PASSWORD,
                        STATE, TIMEOUT, VENV, DevCloudError, read_text, render, say,
                        write_atomic)
-from dc_keystone import http, issue_token
+from dc_keystone import issue_token, request
 
 
 def proc_start_time(pid):
@@ -195,8 +195,8 @@ def check_keystone(cloud, timeout):
 
 def check_glance(cloud, timeout):
     token = issue_token(cloud, "source-user", MEMBER_PASSWORD, "source", timeout)
-    status, _, parsed = http("GET", cloud.glance_url + "/v2/images?limit=1",
-                             token=token, timeout=timeout)
+    status, _, parsed = request("GET", cloud.glance_url + "/v2/images?limit=1",
+                                token=token, timeout=timeout)
     if status != 200 or not isinstance(parsed, dict) or "images" not in parsed:
         raise DevCloudError(f"GET /v2/images: HTTP {status}")
 
