@@ -12,9 +12,11 @@ mod error;
 mod memory;
 mod source;
 
+pub mod convert;
 pub mod detect;
 pub mod info;
 pub mod open;
+pub mod output;
 pub mod qcow2;
 pub mod raw;
 

@@ -9,10 +9,16 @@
 //! disk images hold secrets. Owns the file's life cycle only, not what is written in it.
 
 use std::fs::{File, Permissions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::disk::{DiskError, Result};
+
+/// Bytes written between two write-behind requests: enough to make each request
+/// worthwhile, little enough that the final fsync finds almost nothing left to do.
+const WRITE_BEHIND_BYTES: u64 = 32 << 20;
 
 /// A temporary file that becomes `destination` on [`AtomicFile::commit`].
 #[derive(Debug)]
@@ -20,6 +26,8 @@ pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
     destination: PathBuf,
     directory: PathBuf,
+    /// Offset up to which write-back to disk has been requested.
+    written_back: AtomicU64,
 }
 
 impl AtomicFile {
@@ -46,6 +54,7 @@ impl AtomicFile {
             temp,
             destination: destination.to_owned(),
             directory,
+            written_back: AtomicU64::new(0),
         })
     }
 
@@ -54,9 +63,29 @@ impl AtomicFile {
         self.temp.as_file()
     }
 
-    /// The open temporary file, mutably (for `Write`/`Seek`).
-    pub fn file_mut(&mut self) -> &mut File {
-        self.temp.as_file_mut()
+    /// Tells the kernel to start writing everything written below `end` to disk now,
+    /// without waiting (at most once per [`WRITE_BEHIND_BYTES`]). Writers call it as
+    /// they go, so the device works while the conversion does and the fsync in
+    /// [`AtomicFile::commit`] has little left to wait for. Purely advisory.
+    pub fn write_behind(&self, end: u64) {
+        let start = self.written_back.load(Ordering::Relaxed);
+        if end < start.saturating_add(WRITE_BEHIND_BYTES) {
+            return;
+        }
+        let (Ok(offset), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
+            return;
+        };
+        // SAFETY: sync_file_range on a descriptor we own has no memory-safety
+        // preconditions; its result is advisory and deliberately ignored.
+        unsafe {
+            libc::sync_file_range(
+                self.file().as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.written_back.store(end, Ordering::Relaxed);
     }
 
     /// Where the data is being written until commit.
@@ -111,13 +140,13 @@ mod tests {
     fn commit_renames_and_drop_removes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let target = dir.path().join("out.img");
-        let mut file = AtomicFile::create(&target).expect("create");
+        let file = AtomicFile::create(&target).expect("create");
         let mode = std::fs::metadata(file.temp_path())
             .expect("stat")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        file.file_mut().write_all(b"hello").expect("write");
+        file.file().write_all(b"hello").expect("write");
         assert!(
             !target.exists(),
             "nothing under the final name before commit"
@@ -126,8 +155,8 @@ mod tests {
         assert_eq!(std::fs::read(&target).expect("read"), b"hello");
         assert_eq!(leftovers(dir.path()), vec!["out.img".to_owned()]);
 
-        let mut again = AtomicFile::create(&target).expect("create");
-        again.file_mut().write_all(b"half").expect("write");
+        let again = AtomicFile::create(&target).expect("create");
+        again.file().write_all(b"half").expect("write");
         drop(again);
         assert_eq!(std::fs::read(&target).expect("read"), b"hello");
         assert_eq!(leftovers(dir.path()), vec!["out.img".to_owned()]);
@@ -139,8 +168,8 @@ mod tests {
         let target = dir.path().join("out.img");
         std::fs::write(&target, b"old").expect("write");
         std::fs::set_permissions(&target, Permissions::from_mode(0o640)).expect("chmod");
-        let mut file = AtomicFile::create(&target).expect("create");
-        file.file_mut().write_all(b"new").expect("write");
+        let file = AtomicFile::create(&target).expect("create");
+        file.file().write_all(b"new").expect("write");
         file.commit().expect("commit");
         let mode = std::fs::metadata(&target)
             .expect("stat")

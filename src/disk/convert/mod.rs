@@ -78,8 +78,8 @@ pub fn convert(
 ) -> Result<ConvertSummary> {
     let image = open_image(source)?;
     check_destination(source, destination)?;
-    let mut file = AtomicFile::create(destination)?;
-    let mut summary = convert_disk(&image, &mut file, output, reporter)?;
+    let file = AtomicFile::create(destination)?;
+    let mut summary = convert_disk(&image, &file, output, reporter)?;
     file.commit()?;
     summary.input_format = image.format().name();
     reporter.event(
@@ -108,7 +108,7 @@ pub fn convert(
 /// `input_format` of the summary is left as "unknown" for the caller to fill in.
 pub fn convert_disk(
     disk: &dyn VirtualDisk,
-    file: &mut AtomicFile,
+    file: &AtomicFile,
     output: &OutputFormat,
     reporter: &dyn Reporter,
 ) -> Result<ConvertSummary> {

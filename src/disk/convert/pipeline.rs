@@ -13,8 +13,9 @@ use crate::disk::{DiskError, ExtentKind, Result, VirtualDisk};
 use crate::report::Progress;
 
 /// Bytes read and handed over at a time: large enough that per-call overheads vanish,
-/// small enough that `BUFFERS` of them stay far under the memory budget.
-pub const CHUNK_BYTES: u64 = 4 << 20;
+/// small enough that a chunk is still in the CPU caches when it is written out (the
+/// copy into the page cache then runs several times faster than from memory).
+pub const CHUNK_BYTES: u64 = 2 << 20;
 /// Buffers in flight between the reader thread and the consumer.
 const BUFFERS: usize = 3;
 /// Guest bytes whose extents are asked for at once, bounding the extent list even for

@@ -20,6 +20,7 @@ use crate::disk::qcow2::writer::{
     AllocationMap, AppendWriter, ClusterCompressor, ClusterPayload, Layout, Qcow2Format,
     StreamingWriter, QCOW2_SIZE_ALIGN,
 };
+use crate::disk::qcow2::CompressionType;
 use crate::disk::{DiskError, Result, VirtualDisk};
 use crate::report::Progress;
 
@@ -31,7 +32,7 @@ const SCAN_BATCH_CLUSTERS: u64 = 256;
 /// Writes `disk` to `output` as an uncompressed qcow2 image, metadata first.
 pub fn write_planned(
     disk: &dyn VirtualDisk,
-    output: &mut AtomicFile,
+    output: &AtomicFile,
     format: Qcow2Format,
     progress: &dyn Progress,
 ) -> Result<Counters> {
@@ -45,12 +46,13 @@ pub fn write_planned(
         .map(|run| run.start * cluster..run.end * cluster)
         .collect();
     let path = output.temp_path().to_owned();
-    let sink = BufWriter::with_capacity(WRITE_BUFFER, output.file_mut());
+    let sink = BufWriter::with_capacity(WRITE_BUFFER, output.file());
     let mut writer = StreamingWriter::start(sink, &path, layout)?;
     let mut tracker = ProgressTracker::new(progress, disk.virtual_size());
     let chunk = CHUNK_BYTES.next_multiple_of(cluster);
     let bytes_read = read_ahead(disk, ranges.into_iter().map(Ok), chunk, |offset, data| {
         writer.write_clusters(offset / cluster, data)?;
+        output.write_behind(writer.bytes_written());
         tracker.reached(offset + data.len() as u64);
         Ok(())
     })?;
@@ -65,14 +67,14 @@ pub fn write_planned(
 /// Writes `disk` to `output` as a compressed qcow2 image.
 pub fn write_compressed(
     disk: &dyn VirtualDisk,
-    output: &mut AtomicFile,
+    output: &AtomicFile,
     format: Qcow2Format,
     progress: &dyn Progress,
 ) -> Result<Counters> {
     let cluster = format.cluster_size();
     let kind = format.compression_type();
     let path = output.temp_path().to_owned();
-    let sink = BufWriter::with_capacity(WRITE_BUFFER, output.file_mut());
+    let sink = BufWriter::with_capacity(WRITE_BUFFER, output.file());
     let mut writer = AppendWriter::start(sink, &path, format, qcow2_size(disk))?;
     let mut tracker = ProgressTracker::new(progress, disk.virtual_size());
     let chunk = CHUNK_BYTES.next_multiple_of(cluster);
@@ -81,32 +83,17 @@ pub fn write_compressed(
         DataRanges::new(disk, cluster),
         chunk,
         |offset, data| {
-            let packed: Vec<Result<Option<Option<Vec<u8>>>>> = data
-                .par_chunks(cluster as usize)
-                .map_init(
-                    || ClusterCompressor::new(kind, cluster as usize),
-                    |compressor, bytes| {
-                        if is_zero(bytes) {
-                            return Ok(None);
-                        }
-                        let compressor = compressor.as_mut().map_err(|e| {
-                            DiskError::InvalidRequest(format!("cannot start the compressor: {e}"))
-                        })?;
-                        compressor.compress(bytes).map(Some)
-                    },
-                )
-                .collect();
-            for (index, (bytes, result)) in data.chunks(cluster as usize).zip(packed).enumerate() {
-                let guest_cluster = offset / cluster + index as u64;
-                match result? {
-                    None => {}
-                    Some(Some(compressed)) => writer
-                        .write_cluster(guest_cluster, ClusterPayload::Compressed(&compressed))?,
-                    Some(None) => {
-                        writer.write_cluster(guest_cluster, ClusterPayload::Plain(bytes))?
-                    }
-                }
+            let first_cluster = offset / cluster;
+            let packed = pack_clusters(data, cluster, kind)?;
+            for (index, (bytes, packed)) in data.chunks(cluster as usize).zip(packed).enumerate() {
+                let payload = match &packed {
+                    Packed::Zero => continue,
+                    Packed::Compressed(compressed) => ClusterPayload::Compressed(compressed),
+                    Packed::Plain => ClusterPayload::Plain(bytes),
+                };
+                writer.write_cluster(first_cluster + index as u64, payload)?;
             }
+            output.write_behind(writer.position());
             tracker.reached(offset + data.len() as u64);
             Ok(())
         },
@@ -117,6 +104,37 @@ pub fn write_compressed(
         bytes_read,
         bytes_written,
     })
+}
+
+/// How one cluster of a chunk is to be stored.
+enum Packed {
+    /// All zeros: left unallocated.
+    Zero,
+    /// Compressed to fewer bytes than a cluster.
+    Compressed(Vec<u8>),
+    /// Incompressible: stored as is.
+    Plain,
+}
+
+/// Compresses the clusters of `data` in parallel, in order.
+fn pack_clusters(data: &[u8], cluster: u64, kind: CompressionType) -> Result<Vec<Packed>> {
+    data.par_chunks(cluster as usize)
+        .map_init(
+            || ClusterCompressor::new(kind, cluster as usize),
+            |compressor, bytes| {
+                if is_zero(bytes) {
+                    return Ok(Packed::Zero);
+                }
+                let compressor = compressor.as_mut().map_err(|e| {
+                    DiskError::InvalidRequest(format!("cannot start the compressor: {e}"))
+                })?;
+                Ok(match compressor.compress(bytes)? {
+                    Some(compressed) => Packed::Compressed(compressed),
+                    None => Packed::Plain,
+                })
+            },
+        )
+        .collect()
 }
 
 /// The virtual size of the qcow2 copy of `disk`: rounded up to whole sectors as

@@ -10,6 +10,7 @@ mod l2_cache;
 pub mod layout;
 pub mod limits;
 pub mod reader;
+pub mod writer;
 
 pub use header::{CompressionType, Header};
 pub use reader::Qcow2Image;
