@@ -32,6 +32,17 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), HashError> {
     Ok((file, meta.len()))
 }
 
+/// Tells the kernel the file is read front to back, so it reads ahead further on a cold
+/// cache. Only advice: failure changes nothing.
+fn advise_sequential(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise on a valid descriptor we own has no memory-safety
+    // preconditions.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+    }
+}
+
 /// Computes everything in `plan` from one sequential read of `path`.
 pub fn hash_file(
     path: &Path,
@@ -39,6 +50,7 @@ pub fn hash_file(
     reporter: &dyn Reporter,
 ) -> Result<StreamDigests, HashError> {
     let (mut file, size) = open_regular(path)?;
+    advise_sequential(&file);
     let progress = reporter.start_progress("hashing", Some(size));
     let mut hasher = MultiHasher::new(plan)?;
     hasher
