@@ -6,6 +6,11 @@
 //! decompression bomb without producing it; less is refused as truncated. Trailing bytes
 //! after the stream are allowed, since descriptors are rounded up to 512-byte sectors.
 //! Knows nothing about where the compressed bytes come from.
+//!
+//! Codec states are kept per thread and reset between clusters: setting one up costs
+//! about as much as inflating a small cluster, and readers inflate on several threads.
+
+use std::cell::RefCell;
 
 use flate2::{Decompress, FlushDecompress, Status};
 use zstd::stream::raw::{DParameter, Decoder, InBuffer, Operation, OutBuffer};
@@ -46,21 +51,40 @@ pub fn decompress_cluster(
     Ok(())
 }
 
+thread_local! {
+    static INFLATER: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+    static ZSTD_DECODER: RefCell<Option<Decoder<'static>>> = const { RefCell::new(None) };
+}
+
 /// Raw deflate, as QEMU writes it (no zlib header, window bits 12..=15).
 fn inflate_zlib(input: &[u8], out: &mut [u8], spill: &mut [u8; 1]) -> Result<usize, String> {
-    let mut inflater = Decompress::new(false);
-    let ended = run_inflate(&mut inflater, input, out)?;
+    INFLATER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let inflater = match slot.as_mut() {
+            Some(inflater) => {
+                inflater.reset(false);
+                inflater
+            }
+            None => slot.insert(Decompress::new(false)),
+        };
+        inflate_zlib_with(inflater, input, out, spill)
+    })
+}
+
+fn inflate_zlib_with(
+    inflater: &mut Decompress,
+    input: &[u8],
+    out: &mut [u8],
+    spill: &mut [u8; 1],
+) -> Result<usize, String> {
+    let ended = run_inflate(inflater, input, out)?;
     let filled = inflater.total_out() as usize;
     if ended || filled < out.len() {
         return Ok(filled);
     }
     // The cluster is full but the stream has not ended: does it want to go on?
     let consumed = inflater.total_in() as usize;
-    run_inflate(
-        &mut inflater,
-        input.get(consumed..).unwrap_or_default(),
-        spill,
-    )?;
+    run_inflate(inflater, input.get(consumed..).unwrap_or_default(), spill)?;
     Ok(inflater.total_out() as usize)
 }
 
@@ -92,16 +116,40 @@ fn run_inflate(inflater: &mut Decompress, input: &[u8], target: &mut [u8]) -> Re
 
 /// One zstd frame (QEMU's framing: a single frame per cluster, slack bytes after it).
 fn inflate_zstd(input: &[u8], out: &mut [u8], spill: &mut [u8; 1]) -> Result<usize, String> {
-    let mut decoder = Decoder::new().map_err(|e| format!("cannot start zstd: {e}"))?;
-    decoder
-        .set_parameter(DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))
-        .map_err(|e| format!("cannot configure zstd: {e}"))?;
+    ZSTD_DECODER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let decoder = match slot.as_mut() {
+            Some(decoder) => {
+                // A session reset keeps the window limit set below.
+                decoder
+                    .reinit()
+                    .map_err(|e| format!("cannot reset zstd: {e}"))?;
+                decoder
+            }
+            None => {
+                let mut decoder = Decoder::new().map_err(|e| format!("cannot start zstd: {e}"))?;
+                decoder
+                    .set_parameter(DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))
+                    .map_err(|e| format!("cannot configure zstd: {e}"))?;
+                slot.insert(decoder)
+            }
+        };
+        inflate_zstd_with(decoder, input, out, spill)
+    })
+}
+
+fn inflate_zstd_with(
+    decoder: &mut Decoder<'static>,
+    input: &[u8],
+    out: &mut [u8],
+    spill: &mut [u8; 1],
+) -> Result<usize, String> {
     let mut source = InBuffer::around(input);
-    let (filled, ended) = run_zstd(&mut decoder, &mut source, out)?;
+    let (filled, ended) = run_zstd(decoder, &mut source, out)?;
     if ended || filled < out.len() {
         return Ok(filled);
     }
-    let (extra, _) = run_zstd(&mut decoder, &mut source, spill)?;
+    let (extra, _) = run_zstd(decoder, &mut source, spill)?;
     Ok(filled + extra)
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Owns the I/O that moves guest bytes: one positioned read per run of clusters that is
 //! contiguous on the host, zeros for zero and unallocated clusters, and inflating
-//! compressed clusters. It refuses, naming the feature, images it cannot read correctly
+//! compressed clusters (in parallel when one request spans several). It refuses, naming the feature, images it cannot read correctly
 //! (backing files, encryption, external data files, extended L2, unknown incompatible
 //! features). Where clusters live is asked of [`Layout`]; this module never interprets
 //! table entries itself and never writes.
@@ -10,6 +10,8 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
 
 use super::decompress::decompress_cluster;
 use super::header::incompatible;
@@ -23,6 +25,14 @@ pub struct Qcow2Image {
     /// The last cluster inflated, so reads that split a compressed cluster into several
     /// requests inflate it once.
     last_inflated: Mutex<Option<InflatedCluster>>,
+}
+
+/// Part or all of one compressed cluster to be read into `chunk`.
+struct CompressedRead<'a> {
+    chunk: &'a mut [u8],
+    host_offset: u64,
+    max_len: u64,
+    offset_in_cluster: u64,
 }
 
 struct InflatedCluster {
@@ -62,61 +72,64 @@ impl Qcow2Image {
         &self.layout
     }
 
-    fn read_compressed(
-        &self,
-        chunk: &mut [u8],
-        host_offset: u64,
-        max_len: u64,
-        offset_in_cluster: u64,
-    ) -> Result<()> {
-        let cluster = self.inflate(host_offset, max_len)?;
-        let start = offset_in_cluster as usize;
+    /// Fills `read.chunk` from its compressed cluster. A whole cluster is inflated
+    /// straight into the caller's buffer; part of one goes through the one-slot cache.
+    fn read_compressed(&self, read: CompressedRead<'_>) -> Result<()> {
+        if read.offset_in_cluster == 0 && read.chunk.len() as u64 == self.header().cluster_size() {
+            return self.inflate_into(read.host_offset, read.max_len, read.chunk);
+        }
+        let cluster = self.inflate_cached(read.host_offset, read.max_len)?;
+        let start = read.offset_in_cluster as usize;
         let bytes = start
-            .checked_add(chunk.len())
+            .checked_add(read.chunk.len())
             .and_then(|end| cluster.get(start..end))
             .ok_or_else(|| {
                 DiskError::InvalidRequest(format!(
                     "read of {} bytes at {start} inside a compressed cluster",
-                    chunk.len()
+                    read.chunk.len()
                 ))
             })?;
-        chunk.copy_from_slice(bytes);
+        read.chunk.copy_from_slice(bytes);
         Ok(())
     }
 
-    /// The inflated cluster whose compressed data starts at `host_offset`.
-    fn inflate(&self, host_offset: u64, max_len: u64) -> Result<Arc<[u8]>> {
+    /// The inflated cluster whose compressed data starts at `host_offset`, from the
+    /// one-slot cache when it was the last one inflated.
+    fn inflate_cached(&self, host_offset: u64, max_len: u64) -> Result<Arc<[u8]>> {
         if let Some(last) = self.lock_last().as_ref() {
             if last.host_offset == host_offset {
                 return Ok(Arc::clone(&last.data));
             }
         }
-        let source = self.layout.source();
-        let path = self.layout.path();
-        // The run_at check guarantees host_offset < file size. The descriptor's length
-        // is rounded up to whole sectors, so it may run past the end of the file by less
-        // than a sector: read what is there, the codec decides whether it suffices.
-        let available = source.size().saturating_sub(host_offset);
-        let mut compressed = vec![0u8; max_len.min(available) as usize];
-        source
-            .read_exact_at(&mut compressed, host_offset)
-            .map_err(|e| DiskError::io("read", path, e))?;
         let mut cluster = vec![0u8; self.header().cluster_size() as usize];
-        decompress_cluster(self.header().compression_type, &compressed, &mut cluster).map_err(
-            |reason| {
-                DiskError::malformed(
-                    path,
-                    "qcow2",
-                    format!("compressed cluster at host offset {host_offset:#x}: {reason}"),
-                )
-            },
-        )?;
+        self.inflate_into(host_offset, max_len, &mut cluster)?;
         let data: Arc<[u8]> = cluster.into();
         *self.lock_last() = Some(InflatedCluster {
             host_offset,
             data: Arc::clone(&data),
         });
         Ok(data)
+    }
+
+    /// Inflates the compressed cluster at `host_offset` into `out` (one cluster long).
+    fn inflate_into(&self, host_offset: u64, max_len: u64, out: &mut [u8]) -> Result<()> {
+        let source = self.layout.source();
+        let path = self.layout.path();
+        // run_at guarantees host_offset < file size. The descriptor's length is rounded
+        // up to whole sectors, so it may run past the end of the file by less than a
+        // sector: read what is there, the codec decides whether it suffices.
+        let available = source.size().saturating_sub(host_offset);
+        let mut compressed = vec![0u8; max_len.min(available) as usize];
+        source
+            .read_exact_at(&mut compressed, host_offset)
+            .map_err(|e| DiskError::io("read", path, e))?;
+        decompress_cluster(self.header().compression_type, &compressed, out).map_err(|reason| {
+            DiskError::malformed(
+                path,
+                "qcow2",
+                format!("compressed cluster at host offset {host_offset:#x}: {reason}"),
+            )
+        })
     }
 
     fn lock_last(&self) -> std::sync::MutexGuard<'_, Option<InflatedCluster>> {
@@ -147,11 +160,16 @@ impl VirtualDisk for Qcow2Image {
                 self.virtual_size()
             )));
         }
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let run = self.layout.run_at(pos, (buf.len() - done) as u64)?;
-            let chunk = &mut buf[done..done + run.len as usize];
+        // Data and zero runs are served in order; compressed clusters are collected and
+        // inflated in parallel afterwards, as each is independent CPU work.
+        let mut compressed = Vec::new();
+        let mut rest = buf;
+        let mut pos = offset;
+        while !rest.is_empty() {
+            let run = self.layout.run_at(pos, rest.len() as u64)?;
+            let len = (run.len as usize).min(rest.len());
+            let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
             match run.kind {
                 RunKind::Unallocated | RunKind::Zero => chunk.fill(0),
                 RunKind::Data { host_offset } => self
@@ -163,11 +181,24 @@ impl VirtualDisk for Qcow2Image {
                     host_offset,
                     max_len,
                     offset_in_cluster,
-                } => self.read_compressed(chunk, host_offset, max_len, offset_in_cluster)?,
+                } => compressed.push(CompressedRead {
+                    chunk,
+                    host_offset,
+                    max_len,
+                    offset_in_cluster,
+                }),
             }
-            done += chunk.len();
+            pos += len as u64;
         }
-        Ok(())
+        if compressed.len() > 1 {
+            compressed
+                .into_par_iter()
+                .try_for_each(|read| self.read_compressed(read))
+        } else {
+            compressed
+                .into_iter()
+                .try_for_each(|read| self.read_compressed(read))
+        }
     }
 }
 
