@@ -16,8 +16,9 @@ use crate::report::Progress;
 /// small enough that a chunk is still in the CPU caches when it is written out (the
 /// copy into the page cache then runs several times faster than from memory).
 pub const CHUNK_BYTES: u64 = 2 << 20;
-/// Buffers in flight between the reader thread and the consumer.
-const BUFFERS: usize = 3;
+/// Buffers in flight between the reader thread and the consumer: deep enough that
+/// either side can run for a whole time slice on a busy machine without waiting.
+const BUFFERS: usize = 4;
 /// Guest bytes whose extents are asked for at once, bounding the extent list even for
 /// a maximally fragmented image with 512-byte clusters.
 const EXTENT_WINDOW: u64 = 256 << 20;

@@ -104,3 +104,109 @@ impl<W: Write> StreamingWriter<W> {
         Ok((self.sink, self.bytes_written))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::disk::qcow2::writer::{AllocationMap, Compat, Qcow2Format};
+    use crate::disk::qcow2::{CompressionType, Qcow2Image};
+    use crate::disk::{ExtentKind, MemorySource, VirtualDisk};
+
+    /// A sink that can only append, like a pipe or an upload body.
+    struct AppendOnly(Vec<u8>);
+
+    impl Write for AppendOnly {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn guest_byte(cluster: u64) -> u8 {
+        (cluster % 251) as u8 + 1
+    }
+
+    #[test]
+    fn planned_image_streams_to_an_append_only_sink_and_reads_back() {
+        for (compat, cluster_size) in [(Compat::V2, 512u64), (Compat::V3, 4096)] {
+            let format =
+                Qcow2Format::new(compat, cluster_size, CompressionType::Zlib).expect("format");
+            let virtual_size = 3 << 20;
+            // Runs inside one L2 table, across an L2 boundary, and the last cluster.
+            let last = virtual_size / cluster_size - 1;
+            let runs = [1..3, 60..70, 500..530, last..last + 1];
+            let mut map = AllocationMap::new();
+            runs.iter()
+                .for_each(|run| map.push_run(run.clone()).expect("ascending"));
+            let layout = Layout::plan(format, virtual_size, map).expect("plan");
+            let expected_size = layout.file_size();
+            let mut writer =
+                StreamingWriter::start(AppendOnly(Vec::new()), "pipe", layout).expect("start");
+            for run in &runs {
+                for cluster in run.clone() {
+                    let data = vec![guest_byte(cluster); cluster_size as usize];
+                    writer.write_clusters(cluster, &data).expect("write");
+                }
+            }
+            let (sink, written) = writer.finish().expect("finish");
+            assert_eq!(written, expected_size);
+            assert_eq!(sink.0.len() as u64, expected_size);
+
+            let image = Qcow2Image::open(
+                Arc::new(MemorySource::new(sink.0, "pipe")),
+                Path::new("pipe"),
+            )
+            .expect("the reader opens what the writer wrote");
+            assert_eq!(image.header().version, compat.version());
+            let mut buf = vec![0u8; cluster_size as usize];
+            for cluster in [0, 1, 2, 3, 59, 60, 69, 70, 499, 500, 529, 530, last] {
+                image
+                    .read_at(&mut buf, cluster * cluster_size)
+                    .expect("read");
+                let expected = if runs.iter().any(|run| run.contains(&cluster)) {
+                    guest_byte(cluster)
+                } else {
+                    0
+                };
+                assert!(buf.iter().all(|&b| b == expected), "cluster {cluster}");
+            }
+            let data: u64 = image
+                .extents(0, virtual_size)
+                .expect("extents")
+                .iter()
+                .filter(|extent| extent.kind == ExtentKind::Data)
+                .map(|extent| extent.len)
+                .sum();
+            assert_eq!(data, (2 + 10 + 30 + 1) * cluster_size);
+        }
+    }
+
+    #[test]
+    fn data_out_of_plan_order_is_refused() {
+        let format = Qcow2Format::new(Compat::V3, 65536, CompressionType::Zlib).expect("format");
+        let mut map = AllocationMap::new();
+        map.push_run(2..4).expect("run");
+        assert!(map.push_run(3..5).is_err(), "overlapping runs are refused");
+        let layout = Layout::plan(format, 1 << 20, map).expect("plan");
+        let mut writer =
+            StreamingWriter::start(AppendOnly(Vec::new()), "pipe", layout).expect("start");
+        let cluster = vec![1u8; 65536];
+        assert!(
+            writer.write_clusters(3, &cluster).is_err(),
+            "skipping cluster 2"
+        );
+        writer.write_clusters(2, &cluster).expect("cluster 2");
+        assert!(
+            writer.write_clusters(3, &cluster[..100]).is_err(),
+            "partial cluster"
+        );
+        let unfinished = StreamingWriter::finish(writer);
+        assert!(unfinished.is_err(), "cluster 3 was never written");
+    }
+}
