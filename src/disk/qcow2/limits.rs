@@ -32,3 +32,24 @@ pub const V3_HEADER_WITH_COMPRESSION_LEN: u32 = 112;
 pub const MAX_VIRTUAL_SIZE: u64 = 1 << 62;
 /// Host offsets in L1/L2/refcount entries occupy bits 9..=55 (spec).
 pub const HOST_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+/// QEMU's cap on the whole snapshot table (`QCOW_MAX_SNAPSHOTS_SIZE`, 64 MiB).
+pub const MAX_SNAPSHOT_TABLE_BYTES: u64 = 64 << 20;
+/// QEMU's cap on the extra data of one snapshot table entry.
+pub const MAX_SNAPSHOT_EXTRA_DATA: u32 = 1024;
+/// Extra data every version 3 snapshot must carry (64-bit VM state size, disk size).
+pub const V3_MIN_SNAPSHOT_EXTRA_DATA: u32 = 16;
+/// QEMU's cap on persistent bitmaps in one image.
+pub const MAX_BITMAPS: u32 = 65535;
+/// QEMU's cap on the bitmap directory (1 KiB per bitmap at the maximum count).
+pub const MAX_BITMAP_DIRECTORY_BYTES: u64 = 1024 * MAX_BITMAPS as u64;
+/// QEMU's cap on a bitmap name.
+pub const MAX_BITMAP_NAME: u16 = 1023;
+/// Bitmap granularities QEMU supports: 512 bytes to 2 GiB per bit.
+pub const MIN_BITMAP_GRANULARITY_BITS: u8 = 9;
+pub const MAX_BITMAP_GRANULARITY_BITS: u8 = 31;
+/// QEMU's cap on the entries of one bitmap table (`BME_MAX_TABLE_SIZE`).
+pub const MAX_BITMAP_TABLE_ENTRIES: u32 = 0x800_0000;
+/// Host clusters `check` tracks at most: it keeps 3 bytes per cluster of the file (a
+/// computed refcount and what uses the cluster), so this caps its memory at 192 MiB
+/// (a 4 TiB file with 64 KiB clusters, 32 GiB with 512-byte clusters).
+pub const MAX_CHECKED_CLUSTERS: u64 = 1 << 26;

@@ -3,6 +3,8 @@
 //! Split three ways: `header` (on-disk structs and their validation), the metadata walk
 //! that answers "what is at this guest offset", and the I/O that moves bytes.
 
+pub mod bitmaps;
+pub mod check;
 mod decompress;
 pub mod entries;
 pub mod header;
@@ -10,6 +12,8 @@ mod l2_cache;
 pub mod layout;
 pub mod limits;
 pub mod reader;
+pub mod refcount;
+pub mod snapshot;
 pub mod writer;
 
 pub use header::{CompressionType, Header};
