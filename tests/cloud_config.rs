@@ -277,15 +277,15 @@ clouds:
     block_storage_endpoint_override: https://cinder.example/v3
     image_endpoint_override: https://glance.example:9292
     some-future-key: {{ nested: [1, 2] }}
-  toplevel:
-    auth_type: password
+  top-level:
+    auth-type: password
     auth_url: http://k/v3
     username: dave
     password: x
     user_id: u-9
     project_id: p-9
     verify: false
-    image_api_version: "2"
+    image-api-version: "2"
 "#,
         cacert = cacert.display()
     );
@@ -312,7 +312,12 @@ clouds:
         Some("https://glance.example:9292/")
     );
 
-    let top = select(&env, Some("toplevel")).unwrap();
+    // Dashes in keys mean underscores (openstacksdk normalizes them); not in cloud names.
+    let top = select(&env, Some("top-level")).unwrap();
+    assert!(matches!(
+        select(&env, Some("top_level")),
+        Err(CloudError::UnknownCloud { .. })
+    ));
     assert!(
         matches!(&top.auth.method, AuthMethod::Password { user: UserRef::Id(id), .. } if id == "u-9")
     );

@@ -240,7 +240,12 @@ impl CloudCatalog {
                 );
             }
         }
-        match self.clouds.get(&chosen) {
+        match self
+            .clouds
+            .get(&chosen)
+            .cloned()
+            .map(sources::normalize_keys)
+        {
             Some(Value::Object(cloud)) => {
                 let origin = self
                     .files
@@ -248,7 +253,7 @@ impl CloudCatalog {
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(" + ");
-                resolve::resolve_file(&chosen, cloud, &origin, self.region_override.as_deref())
+                resolve::resolve_file(&chosen, &cloud, &origin, self.region_override.as_deref())
             }
             Some(other) => Err(CloudError::ConfigInvalid {
                 origin: self
@@ -257,7 +262,7 @@ impl CloudCatalog {
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
                 key: format!("clouds.{chosen}"),
-                problem: format!("must be a mapping, not {}", value::kind(other)),
+                problem: format!("must be a mapping, not {}", value::kind(&other)),
             }),
             None => Err(CloudError::UnknownCloud {
                 name: chosen,

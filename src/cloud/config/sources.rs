@@ -178,7 +178,7 @@ pub fn find_file(env: &ConfigEnv, base: &str, override_var: &str) -> Result<Foun
 }
 
 /// Reads and parses one configuration file (JSON if it ends in `.json`, else YAML) into a
-/// mapping with `-` in keys replaced by `_`, as openstacksdk normalizes them.
+/// mapping, keys as written.
 pub fn read_tree(path: &Path) -> Result<Map<String, Value>, CloudError> {
     let read_error = |source| CloudError::ConfigRead {
         path: path.to_owned(),
@@ -211,7 +211,7 @@ pub fn read_tree(path: &Path) -> Result<Map<String, Value>, CloudError> {
     } else {
         parse_yaml(text).map_err(syntax)?
     };
-    match normalize_keys(value) {
+    match value {
         Value::Object(map) => Ok(map),
         Value::Null => Ok(Map::new()),
         other => Err(syntax(format!(
@@ -236,8 +236,9 @@ fn parse_yaml(text: &str) -> Result<Value, String> {
     })
 }
 
-/// Replaces `-` by `_` in every key, recursively.
-fn normalize_keys(value: Value) -> Value {
+/// Replaces `-` by `_` in every key of one cloud's settings, recursively, as openstacksdk
+/// does (`region-name` means `region_name`). Cloud names themselves are left alone.
+pub fn normalize_keys(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()

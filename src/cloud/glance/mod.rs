@@ -15,8 +15,8 @@ use crate::cloud::keystone::Session;
 use crate::cloud::{CloudError, ImageCandidate};
 pub use image::Image;
 
-/// Images asked for per page (Glance caps it with its `api_limit_max`, 1000 by default).
-const PAGE_SIZE: u32 = 200;
+/// Images asked for per page by default (Glance caps it with its `api_limit_max`, 1000 by default).
+pub const PAGE_SIZE: u32 = 200;
 /// Most pages followed in one listing: 10,000 pages of 200 is two million images, far
 /// beyond any real project; the cap stops a server whose `next` never ends.
 const MAX_PAGES: usize = 10_000;
@@ -36,6 +36,8 @@ pub struct Glance {
 pub struct ListFilter {
     /// Only images with exactly this name.
     pub name: Option<String>,
+    /// Images per request (default [`PAGE_SIZE`]); the server may cap it.
+    pub page_size: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -117,7 +119,8 @@ impl Glance {
             let mut url = join_path(&self.root, "images");
             {
                 let mut query = url.query_pairs_mut();
-                query.append_pair("limit", &PAGE_SIZE.to_string());
+                let limit = filter.page_size.unwrap_or(PAGE_SIZE).max(1);
+                query.append_pair("limit", &limit.to_string());
                 if let Some(name) = &filter.name {
                     query.append_pair("name", name);
                 }
@@ -179,6 +182,7 @@ impl Glance {
         // Glance reads `name=in:a,b` as a list; such a name is matched here instead.
         let server_filter = ListFilter {
             name: (!wanted.starts_with("in:")).then(|| wanted.to_owned()),
+            page_size: None,
         };
         let mut matches: Vec<Image> = self
             .list(&server_filter)?
