@@ -505,3 +505,76 @@ fn listing_follows_pagination_and_tokens_are_renewed() {
         all.len()
     );
 }
+
+#[test]
+fn catalog_options_verify_and_endpoint_override_against_the_real_cloud() {
+    let dev = dev_cloud();
+    let dir = common::tempdir();
+    let clouds = dir.path().join("clouds.yaml");
+    let auth = format!(
+        "    auth:\n      auth_url: {}\n      username: source-user\n      password: {}\n      project_name: source\n      user_domain_name: Default\n      project_domain_name: Default\n",
+        dev.var("IMGFERRY_DEV_C1_KEYSTONE_URL"),
+        dev.var("IMGFERRY_DEV_PASSWORD")
+    );
+    let glance = dev.var("IMGFERRY_DEV_C1_GLANCE_URL");
+    let cloud = |name: &str, extra: &str| format!("  {name}:\n{auth}{extra}");
+    let yaml = [
+        "clouds:\n".to_owned(),
+        cloud(
+            "internal",
+            "    interface: internalURL\n    verify: false\n",
+        ),
+        cloud("nowhere", "    region_name: Nowhere\n"),
+        cloud(
+            "override",
+            &format!("    region_name: Nowhere\n    image_endpoint_override: {glance}/v2/\n"),
+        ),
+        cloud(
+            "unreachable",
+            "    image_endpoint_override: http://127.0.0.1:1/\n",
+        ),
+    ]
+    .concat();
+    std::fs::write(&clouds, yaml).unwrap();
+    let run = |name: &str| {
+        let mut cmd = common::imgferry();
+        clean_env(&mut cmd, clouds.to_str().unwrap());
+        common::run(cmd.args(["images", "list", "--os-cloud", name]))
+    };
+
+    let out = run("internal");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("warning: TLS certificates of cloud `internal` are not verified"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let out = run("nowhere");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("error: the service catalog has no `image` endpoint for interface public in region Nowhere"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("public RegionOne {glance}")),
+        "{stderr}"
+    );
+
+    let out = run("override");
+    assert!(
+        out.status.success(),
+        "the override bypasses the catalog: {}",
+        stderr_of(&out)
+    );
+
+    let out = run("unreachable");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("error: cannot reach http://127.0.0.1:1/"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(dev.var("IMGFERRY_DEV_PASSWORD")),
+        "{stderr}"
+    );
+}
