@@ -3,6 +3,7 @@
 //! Split three ways: `header` (on-disk structs and their validation), the metadata walk
 //! that answers "what is at this guest offset", and the I/O that moves bytes.
 
+pub mod amend;
 pub mod bitmaps;
 pub mod check;
 mod decompress;
