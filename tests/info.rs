@@ -16,13 +16,25 @@ fn qcow2_v2_and_v3_headers_match_qemu_img() {
     for (compat, version) in [("0.10", 2), ("1.1", 3)] {
         let file = path_in(dir.path(), &format!("{compat}.qcow2"));
         let opts = format!("compat={compat},cluster_size=2097152");
-        qemu_img(&["create", "-q", "-f", "qcow2", "-o", &opts, path_str(&file), "3G"]);
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            &opts,
+            path_str(&file),
+            "3G",
+        ]);
         let ours = info_json(&file);
         let theirs = qemu_img_info(&file);
         assert_eq!(ours["format"], "qcow2");
         assert_eq!(ours["virtual_size"], theirs["virtual-size"]);
         assert_eq!(ours["qcow2"]["version"], version);
-        assert_eq!(ours["qcow2"]["compat"], theirs["format-specific"]["data"]["compat"]);
+        assert_eq!(
+            ours["qcow2"]["compat"],
+            theirs["format-specific"]["data"]["compat"]
+        );
         assert_eq!(ours["qcow2"]["cluster_size"], theirs["cluster-size"]);
     }
 }
@@ -40,6 +52,9 @@ fn raw_is_the_fallback_and_other_formats_are_named() {
         assert_eq!(out.status.code(), Some(1), "{format}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let name = if format == "vpc" { "vhd" } else { format };
-        assert!(stderr.contains(&format!("{name} image")), "{format}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{name} image")),
+            "{format}: {stderr}"
+        );
     }
 }

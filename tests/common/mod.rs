@@ -48,7 +48,11 @@ pub fn qemu_io(format: &str, file: &Path, commands: &[&str]) {
     }
     cmd.arg(file);
     let out = run_ok(&mut cmd);
-    assert!(!out.contains("failed"), "qemu-io {commands:?} on {}: {out}", file.display());
+    assert!(
+        !out.contains("failed"),
+        "qemu-io {commands:?} on {}: {out}",
+        file.display()
+    );
 }
 
 /// `qemu-img info --output=json FILE` as JSON.
@@ -83,7 +87,12 @@ pub fn assert_qemu_check_clean(file: &Path) {
     );
     for key in ["corruptions", "leaks", "check-errors"] {
         let n = report.get(key).and_then(Value::as_u64).unwrap_or(0);
-        assert_eq!(n, 0, "qemu-img check {}: {key} = {n}: {report}", file.display());
+        assert_eq!(
+            n,
+            0,
+            "qemu-img check {}: {key} = {n}: {report}",
+            file.display()
+        );
     }
 }
 
