@@ -15,8 +15,12 @@ use super::{ExtentKind, MemorySource, VirtualDisk};
 const READ_LEN: u64 = 64 << 10;
 /// Data extents whose first bytes are read.
 const DATA_EXTENTS_READ: usize = 16;
+/// Guest bytes mapped, as convert maps them (one window at a time): a tiny input can
+/// claim a huge disk whose full walk would take long without finding anything new.
+const MAP_WINDOW: u64 = 256 << 20;
 
-/// Treats `input` as a whole qcow2 file: opens it, maps its extents and reads a few
+/// Treats `input` as a whole qcow2 file: opens it, maps the extents of its first
+/// [`MAP_WINDOW`] bytes and reads a few
 /// ranges (the start, the middle, the end and the start of some data extents). Any
 /// outcome but a panic, a hang or an unbounded allocation is acceptable. Returns
 /// whether the image opened, so a replay can tell how deep its inputs reach.
@@ -28,7 +32,7 @@ pub fn qcow2_open_read(input: &[u8]) -> bool {
     };
     let size = image.virtual_size();
     let mut offsets = vec![0, size / 2, size.saturating_sub(READ_LEN)];
-    if let Ok(extents) = image.extents(0, size) {
+    if let Ok(extents) = image.extents(0, size.min(MAP_WINDOW)) {
         let data = extents.iter().filter(|e| e.kind == ExtentKind::Data);
         offsets.extend(data.take(DATA_EXTENTS_READ).map(|e| e.start));
     }

@@ -1,7 +1,9 @@
 //! qcow2 (versions 2 and 3): on-disk structures, metadata walk, reading and writing.
 //!
-//! Split three ways: `header` (on-disk structs and their validation), the metadata walk
-//! that answers "what is at this guest offset", and the I/O that moves bytes.
+//! Split three ways: on-disk structs and their validation (`header`, `entries`,
+//! `limits`); the metadata walk that answers "what is at this guest offset" (`layout`,
+//! with its bounded L2 cache); and the I/O that moves bytes (`reader`, which inflates
+//! compressed clusters through `decompress`; `writer` for output).
 
 pub mod amend;
 pub mod bitmaps;
