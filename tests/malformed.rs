@@ -1,6 +1,7 @@
 //! Hostile input: qcow2 images made by qemu-img, then damaged one field at a time. Each
-//! must give a clear error naming the problem (exit 1 from `imgferry info`, or an error
-//! from opening or reading through the library), and never a panic.
+//! must give a clear error naming the problem (exit 1 from `imgferry info` and
+//! `imgferry convert`, and an error from opening or reading through the library), and
+//! never a panic.
 
 mod common;
 
@@ -116,10 +117,42 @@ fn assert_info_fails(path: &Path, needle: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// Opening through the library must fail with a message containing `needle`.
+/// `imgferry convert` must fail with exit 1, name the problem, not panic and leave no
+/// output behind.
+fn assert_convert_fails(path: &Path, needle: &str) {
+    let destination = path.with_extension("converted.raw");
+    let out = run(imgferry().args([
+        "convert",
+        "-O",
+        "raw",
+        path_str(path),
+        path_str(&destination),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "convert {}: {stderr}",
+        path.display()
+    );
+    assert!(
+        stderr.contains("error:") && stderr.contains(needle),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !destination.exists(),
+        "convert left {}",
+        destination.display()
+    );
+}
+
+/// Opening through the library must fail with a message containing `needle`, and so
+/// must converting the image with the CLI.
 fn assert_open_fails(path: &Path, needle: &str) {
     let err = open_image(path).expect_err("a damaged image must not open");
     assert!(err.to_string().contains(needle), "open: {err}");
+    assert_convert_fails(path, needle);
 }
 
 /// The image opens, but reading all of it fails with a message containing `needle`.
@@ -133,6 +166,7 @@ fn assert_read_fails(path: &Path, needle: &str) {
     let mut buf = vec![0u8; size as usize];
     let err = image.read_at(&mut buf, 0).expect_err("reading must fail");
     assert!(err.to_string().contains(needle), "read: {err}");
+    assert_convert_fails(path, needle);
 }
 
 #[test]

@@ -89,7 +89,7 @@ fn check_l2_position(
     context: &str,
 ) -> Result<()> {
     let bad = |detail: String| DiskError::malformed(path, "qcow2", detail);
-    if offset % cluster != 0 {
+    if !offset.is_multiple_of(cluster) {
         return Err(bad(format!(
             "L2 table offset {offset:#x}{context} is not cluster-aligned"
         )));
@@ -289,7 +289,7 @@ impl Layout {
                 });
             }
             L2Mapping::Standard { host_offset, .. } => {
-                if host_offset % cluster != 0 {
+                if !host_offset.is_multiple_of(cluster) {
                     return Err(self.bad(format!(
                         "data cluster for guest offset {guest_offset:#x} at host offset \
                          {host_offset:#x} is not cluster-aligned"
