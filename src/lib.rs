@@ -6,11 +6,15 @@
 //! - [`report`] is the seam through which lower layers announce progress and warnings;
 //! - [`disk`] reads, writes, converts, amends and checks raw and qcow2 images;
 //! - [`hash`] computes whole-file digests and per-chunk manifests;
-//! - [`cloud`] speaks to OpenStack: clouds.yaml, Keystone v3, Glance v2.
+//! - [`cloud`] speaks to OpenStack: clouds.yaml, Keystone v3, Glance v2;
+//! - [`guest`] reads and edits the filesystems inside an image (libguestfs backend);
+//! - [`sysprep`] strips host identity from a guest, written against [`guest::GuestFs`].
 
 pub mod cli;
 pub mod cloud;
 pub mod disk;
 pub mod exit;
+pub mod guest;
 pub mod hash;
 pub mod report;
+pub mod sysprep;

@@ -90,3 +90,27 @@ impl From<crate::cloud::CloudError> for Failure {
         }
     }
 }
+
+impl From<crate::guest::GuestError> for Failure {
+    fn from(error: crate::guest::GuestError) -> Self {
+        let code = error.exit_code();
+        let hint = error.hint();
+        Self {
+            error: Box::new(error),
+            code,
+            hint,
+        }
+    }
+}
+
+impl From<crate::sysprep::SysprepError> for Failure {
+    fn from(error: crate::sysprep::SysprepError) -> Self {
+        let code = error.exit_code();
+        let hint = error.hint();
+        Self {
+            error: Box::new(error),
+            code,
+            hint,
+        }
+    }
+}

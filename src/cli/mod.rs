@@ -12,6 +12,7 @@ mod images;
 mod info;
 mod manifest;
 mod output;
+mod sysprep;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,8 @@ pub enum Command {
     Manifest(manifest::ManifestArgs),
     /// List or show the images of an OpenStack project (Glance v2).
     Images(images::ImagesArgs),
+    /// Strip host identity from a guest image (virt-sysprep's operation words).
+    Sysprep(sysprep::SysprepArgs),
 }
 
 /// Parses argv, runs the command and returns the process exit code.
@@ -89,6 +92,7 @@ pub fn main() -> i32 {
         Command::Verify(args) => verify::run(args, &output),
         Command::Manifest(args) => manifest::run(args, &output),
         Command::Images(args) => images::run(args, &output),
+        Command::Sysprep(args) => sysprep::run(args, &output),
     };
     match result {
         Ok(code) => code.code(),

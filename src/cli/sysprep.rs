@@ -1,0 +1,208 @@
+//! `imgferry sysprep FILE`: strip host identity from a guest image, with virt-sysprep's
+//! selection words. Argument handling and output only; the work is `sysprep::run` on a
+//! `guest::libguestfs::Session`, committed only when every change succeeded.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::{Failure, Output};
+use crate::exit::ExitCode;
+use crate::sysprep::{self, Hostname, MachineIdMode, Options, RootReport, Words, OPERATIONS};
+
+/// Arguments of `imgferry sysprep`.
+#[derive(Debug, clap::Args)]
+pub struct SysprepArgs {
+    /// The image (raw or qcow2). Changed in place, and only if every change succeeds.
+    #[arg(required_unless_present = "list_operations")]
+    pub file: Option<PathBuf>,
+    /// Operations, virt-sysprep style: names, `defaults`, `all`, `-name` to take one
+    /// away (comma-separated, repeatable). Without this and --enable: the defaults.
+    #[arg(long, value_name = "OPS")]
+    pub operations: Vec<String>,
+    /// Run exactly these operations (comma-separated, repeatable).
+    #[arg(long, value_name = "OPS")]
+    pub enable: Vec<String>,
+    /// Remove what this guest glob matches (directories with their content). Always
+    /// applied, whatever --enable/--operations select.
+    #[arg(long, value_name = "GLOB")]
+    pub delete: Vec<String>,
+    /// Truncate this guest file to zero bytes. Always applied.
+    #[arg(long, value_name = "PATH")]
+    pub truncate: Vec<String>,
+    /// Set the hostname (/etc/hostname and the distro's other places). Always applied.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// What machine-id does with /etc/machine-id.
+    #[arg(long, value_enum, default_value = "uninitialized")]
+    pub machine_id: MachineIdArg,
+    /// Print the exact plan and change nothing (the image stays byte-identical).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// List the operations (name, default on `*`, description) and exit.
+    #[arg(long)]
+    pub list_operations: bool,
+}
+
+/// `--machine-id` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MachineIdArg {
+    Uninitialized,
+    Empty,
+    Remove,
+}
+
+/// Runs the command.
+pub fn run(args: SysprepArgs, output: &Output) -> Result<ExitCode, Failure> {
+    if args.list_operations {
+        list_operations(output);
+        return Ok(ExitCode::Success);
+    }
+    let options = options(&args)?;
+    let Some(file) = args.file else {
+        return Err(Failure::new("an image file is required").with_code(ExitCode::Usage));
+    };
+    execute(&file, &options, output)
+}
+
+fn options(args: &SysprepArgs) -> Result<Options, Failure> {
+    let mut words: Vec<Words> = args.enable.iter().cloned().map(Words::Enable).collect();
+    words.extend(args.operations.iter().cloned().map(Words::Operations));
+    let operations = sysprep::select(&words)?;
+    let hostname = args.hostname.as_deref().map(Hostname::parse).transpose()?;
+    Ok(Options {
+        operations,
+        machine_id: match args.machine_id {
+            MachineIdArg::Uninitialized => MachineIdMode::Uninitialized,
+            MachineIdArg::Empty => MachineIdMode::Empty,
+            MachineIdArg::Remove => MachineIdMode::Remove,
+        },
+        delete: args.delete.clone(),
+        truncate: args.truncate.clone(),
+        hostname,
+        dry_run: args.dry_run,
+    })
+}
+
+#[cfg(feature = "libguestfs")]
+fn execute(
+    file: &std::path::Path,
+    options: &Options,
+    output: &Output,
+) -> Result<ExitCode, Failure> {
+    use crate::guest::libguestfs::{Access, Session};
+    let start = Instant::now();
+    let access = if options.dry_run {
+        Access::DryRun
+    } else {
+        Access::ReadWrite
+    };
+    let mut session = Session::open(file, access)?;
+    let launch_seconds = session.launch_time().as_secs_f64();
+    let accelerator = session.accelerator().to_string();
+    let reports = sysprep::run(&mut session, options, &output.reporter())?;
+    let changes: usize = reports.iter().map(|r| r.changes.len()).sum();
+    // Nothing changed: the image stays byte-identical (not even a mount count moves).
+    let committed = !options.dry_run && changes > 0;
+    if committed {
+        session.commit()?;
+    } else {
+        drop(session);
+    }
+    let value = json!({
+        "image": file,
+        "dry_run": options.dry_run,
+        "committed": committed,
+        "changes": changes,
+        "accelerator": accelerator,
+        "launch_seconds": launch_seconds,
+        "total_seconds": start.elapsed().as_secs_f64(),
+        "roots": reports.iter().map(|r| json!({
+            "root": r.os.root,
+            "distro": r.os.distro,
+            "family": r.os.family,
+            "version": format!("{}.{}", r.os.major_version, r.os.minor_version),
+            "product_name": r.os.product_name,
+            "changes": r.changes.len(),
+        })).collect::<Vec<_>>(),
+    });
+    output.result(
+        "sysprep",
+        value,
+        &human(&reports, options.dry_run, committed),
+    );
+    Ok(ExitCode::Success)
+}
+
+#[cfg(not(feature = "libguestfs"))]
+fn execute(
+    _file: &std::path::Path,
+    _options: &Options,
+    _output: &Output,
+) -> Result<ExitCode, Failure> {
+    let _ = Instant::now;
+    Err(
+        Failure::new("this imgferry was built without the libguestfs backend")
+            .with_hint("rebuild with the default features (needs libguestfs-dev)"),
+    )
+}
+
+fn human(reports: &[RootReport], dry_run: bool, committed: bool) -> String {
+    let mut text = String::new();
+    let mut total = 0;
+    for report in reports {
+        let os = &report.os;
+        let _ = writeln!(
+            text,
+            "{} ({} {}.{}, {})",
+            os.root, os.distro, os.major_version, os.minor_version, os.product_name
+        );
+        for change in &report.changes {
+            let _ = writeln!(
+                text,
+                "  {:<8} {}  [{}]",
+                change.action.name(),
+                change.path,
+                change.operation
+            );
+            for line in &change.removed_lines {
+                let _ = writeln!(text, "           - {line}");
+            }
+            for line in &change.added_lines {
+                let _ = writeln!(text, "           + {line}");
+            }
+        }
+        total += report.changes.len();
+    }
+    let _ = if dry_run {
+        writeln!(
+            text,
+            "dry run: {total} changes planned, the image was not changed"
+        )
+    } else if committed {
+        writeln!(text, "{total} changes made")
+    } else {
+        writeln!(text, "nothing to change, the image was not changed")
+    };
+    text
+}
+
+fn list_operations(output: &Output) {
+    let mut text = String::new();
+    let width = OPERATIONS.iter().map(|op| op.name.len()).max().unwrap_or(0);
+    for op in OPERATIONS {
+        let mark = if op.default_on { '*' } else { ' ' };
+        let _ = writeln!(text, "{:<width$} {mark} {}", op.name, op.description);
+    }
+    let value = json!({
+        "operations": OPERATIONS.iter().map(|op| json!({
+            "name": op.name,
+            "default": op.default_on,
+            "description": op.description,
+            "paths": op.paths,
+        })).collect::<Vec<_>>(),
+    });
+    output.result("sysprep", value, &text);
+}
