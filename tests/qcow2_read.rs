@@ -250,6 +250,26 @@ fn backing_file_is_refused_with_a_hint() {
         "{message}"
     );
     assert!(err.hint().is_some_and(|h| h.contains("qemu-img convert")));
+    // Through the CLI: exit 1, the reason and the hint.
+    let destination = dir.path().join("out.raw");
+    let out = run(imgferry().args([
+        "convert",
+        "-O",
+        "raw",
+        path_str(&overlay),
+        path_str(&destination),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not follow backing chains"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint:") && stderr.contains("qemu-img convert"),
+        "{stderr}"
+    );
+    assert!(!destination.exists());
 }
 
 #[test]
@@ -287,4 +307,21 @@ fn requests_outside_the_disk_are_refused() {
     assert!(image.read_at(&mut buf, u64::MAX).is_err());
     assert!(image.extents(4 * MIB, 1).is_err());
     assert!(image.extents(0, 4 * MIB).is_ok());
+}
+
+#[test]
+fn internal_snapshots_do_not_change_what_the_active_layer_reads() {
+    let dir = tempdir();
+    let path = sparse_qcow2(dir.path(), "snap", 4 * MIB, &[]);
+    qemu_img(&["snapshot", "-c", "before", path_str(&path)]);
+    // Overwrites shared clusters (copy-on-write away from the snapshot) and adds data.
+    qemu_io(
+        "qcow2",
+        &path,
+        &["write -P 0x77 0 8k", "write -P 0x78 2M 64k"],
+    );
+    let image = assert_matches_qemu(&path);
+    let mut buf = [0u8; 4];
+    image.read_at(&mut buf, 4096).unwrap();
+    assert_eq!(buf, [0x77; 4]);
 }
