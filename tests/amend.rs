@@ -427,3 +427,69 @@ fn a_crash_at_any_write_leaves_a_readable_image_with_the_same_content() {
         assert_readable_with_same_content(&file, &before, step);
     }
 }
+
+/// The whole guest content as our reader sees it, or `None` if it cannot read it.
+fn guest_bytes(file: &Path) -> Option<Vec<u8>> {
+    use imgferry::disk::qcow2::Qcow2Image;
+    use imgferry::disk::{LocalFile, VirtualDisk};
+    let source = LocalFile::open(file).ok()?;
+    let image = Qcow2Image::open(std::sync::Arc::new(source), file).ok()?;
+    let mut bytes = vec![0u8; usize::try_from(image.virtual_size()).ok()?];
+    image.read_at(&mut bytes, 0).ok()?;
+    Some(bytes)
+}
+
+#[test]
+fn amend_on_mutated_images_refuses_or_keeps_content_and_consistency() {
+    use imgferry::disk::qcow2::amend::{amend, AmendOptions, Compat};
+    use imgferry::disk::qcow2::check::{check_file, CheckedImage};
+    use imgferry::report::SilentReporter;
+
+    let dir = tempdir();
+    let file = image_with_snapshot(dir.path(), "seed.qcow2");
+    qemu_img(&["bitmap", "--add", path_str(&file), "b0"]);
+    let seed = std::fs::read(&file).unwrap();
+    let regions = metadata_regions(&file);
+    let options = AmendOptions {
+        compat: Compat::V0_10,
+        drop_bitmaps: true,
+        stop_after_writes: None,
+    };
+    // Each amend that gets to write syncs several times; keep the rounds few.
+    const ROUNDS: u32 = 100;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut amended = 0;
+    for round in 0..ROUNDS {
+        let mut bytes = seed.clone();
+        mutate(&mut bytes, &regions, &mut state);
+        let image = path_in(dir.path(), "mutated.qcow2");
+        std::fs::write(&image, &bytes).unwrap();
+        let content = guest_bytes(&image);
+        let result = std::panic::catch_unwind(|| amend(&image, &options, &SilentReporter));
+        let Ok(result) = result else {
+            panic!("amend panicked on mutation round {round}");
+        };
+        if result.is_err() {
+            continue;
+        }
+        amended += 1;
+        let Ok(CheckedImage::Qcow2(report)) = check_file(&image) else {
+            panic!("round {round}: the amended image cannot be checked");
+        };
+        assert_eq!(
+            report.corruptions + report.check_errors,
+            0,
+            "round {round}: {report:?}"
+        );
+        if let Some(content) = content {
+            assert!(
+                guest_bytes(&image) == Some(content),
+                "round {round}: content changed"
+            );
+        }
+    }
+    assert!(
+        amended > ROUNDS / 10,
+        "only {amended} of {ROUNDS} mutated images were amended"
+    );
+}

@@ -299,3 +299,48 @@ fn file_set_len(file: &Path, len: u64) {
         .and_then(|f| f.set_len(len))
         .unwrap();
 }
+
+#[test]
+fn mutated_metadata_never_panics_the_check() {
+    use imgferry::disk::qcow2::check::check_qcow2;
+    use imgferry::disk::MemorySource;
+
+    let dir = tempdir();
+    // Small clusters and little data, so most of the file is metadata.
+    let file = create(
+        dir.path(),
+        "seed.qcow2",
+        "cluster_size=4k",
+        "16M",
+        &["write -P 1 0 64k", "write -z 1M 64k", "write -c -P 2 2M 4k"],
+    );
+    qemu_img(&["snapshot", "-c", "s1", path_str(&file)]);
+    qemu_io("qcow2", &file, &["write -P 3 0 8k", "write -z 8M 4k"]);
+    qemu_img(&["bitmap", "--add", path_str(&file), "b0"]);
+    let seed = std::fs::read(&file).unwrap();
+    let regions = metadata_regions(&file);
+    let clean = check_qcow2(&MemorySource::new(seed.clone(), "seed"), Path::new("seed")).unwrap();
+    assert_eq!(
+        clean.verdict(),
+        imgferry::disk::qcow2::check::Verdict::Clean
+    );
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut found = 0;
+    for round in 0..3000 {
+        let mut bytes = seed.clone();
+        mutate(&mut bytes, &regions, &mut state);
+        let name = format!("round {round}");
+        let result = std::panic::catch_unwind(|| {
+            check_qcow2(&MemorySource::new(bytes, name.clone()), Path::new(&name))
+        });
+        match result {
+            Ok(Ok(report)) => {
+                found += u64::from(report.verdict() != imgferry::disk::qcow2::check::Verdict::Clean)
+            }
+            Ok(Err(_)) => found += 1,
+            Err(_) => panic!("check panicked on mutation round {round}"),
+        }
+    }
+    // Many mutations land in metadata in use and must be noticed.
+    assert!(found > 1200, "only {found} of 3000 mutations were noticed");
+}

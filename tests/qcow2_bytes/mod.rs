@@ -72,3 +72,67 @@ pub fn qemu_check(file: &Path) -> (i32, Value) {
     let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code().unwrap_or(-1), report)
 }
+
+/// xorshift64: deterministic pseudo-random numbers for the mutation tests.
+pub fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// The byte ranges of a qcow2 file that hold metadata: the header cluster, the active
+/// and first snapshot's L1 tables, the refcount table and blocks, the L2 tables of the
+/// active L1 table and the snapshot table.
+pub fn metadata_regions(file: &Path) -> Vec<(u64, u64)> {
+    let t = tables(file);
+    let cluster = t.cluster_size;
+    let whole = |offset: u64, len: u64| (offset, len.max(8).next_multiple_of(cluster));
+    let mut regions = vec![(0, cluster)];
+    let l1_entries = read_be(file, 36, 4);
+    regions.push(whole(t.l1_offset, l1_entries * 8));
+    for i in 0..l1_entries {
+        let l2 = read_be(file, t.l1_offset + 8 * i, 8) & OFFSET_MASK;
+        if l2 != 0 {
+            regions.push((l2, cluster));
+        }
+    }
+    let reftable_len = read_be(file, 56, 4) * cluster;
+    regions.push((t.reftable_offset, reftable_len));
+    for i in 0..reftable_len / 8 {
+        let block = read_be(file, t.reftable_offset + 8 * i, 8) & !0x1ff;
+        if block != 0 {
+            regions.push((block, cluster));
+        }
+    }
+    if read_be(file, 60, 4) > 0 {
+        let snapshots = read_be(file, 64, 8);
+        regions.push((snapshots, cluster));
+        regions.push(whole(
+            read_be(file, snapshots, 8),
+            read_be(file, snapshots + 8, 4) * 8,
+        ));
+    }
+    regions
+}
+
+/// Overwrites one to three aligned 64-bit words of `bytes` inside `regions` with values
+/// likely to upset a parser: zero, all ones, in-file and past-the-end offsets with flag
+/// bits, bit flips.
+pub fn mutate(bytes: &mut [u8], regions: &[(u64, u64)], state: &mut u64) {
+    let len = bytes.len() as u64;
+    for _ in 0..1 + next(state) % 3 {
+        let (start, size) = regions[(next(state) % regions.len() as u64) as usize];
+        let at = ((start + next(state) % size).min(len - 8) & !7) as usize;
+        let old = u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+        let value = match next(state) % 6 {
+            0 => 0,
+            1 => u64::MAX,
+            2 => next(state),
+            3 => (next(state) % len) & !0xfff | (next(state) & (3 << 62 | 1)),
+            4 => old ^ (1 << (next(state) % 64)),
+            _ => len + next(state) % (1 << 20),
+        };
+        bytes[at..at + 8].copy_from_slice(&value.to_be_bytes());
+    }
+}

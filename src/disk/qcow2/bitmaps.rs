@@ -111,7 +111,7 @@ pub fn read_directory(
         )));
     }
     let (offset, size) = (ext.directory_offset, ext.directory_size);
-    if size > MAX_BITMAP_DIRECTORY_BYTES || offset % cluster != 0 || offset == 0 {
+    if size > MAX_BITMAP_DIRECTORY_BYTES || !offset.is_multiple_of(cluster) || offset == 0 {
         return Err(bad(format!(
             "bitmap directory at {offset:#x} ({size} bytes) is unaligned or larger than \
              {MAX_BITMAP_DIRECTORY_BYTES} bytes"
@@ -195,7 +195,7 @@ fn parse_entry(
             bitmap.name, bitmap.table_size
         ));
     }
-    if bitmap.table_offset % cluster != 0 || bitmap.table_offset == 0 {
+    if !bitmap.table_offset.is_multiple_of(cluster) || bitmap.table_offset == 0 {
         return Err(format!(
             "bitmap {:?} has an unaligned table offset {:#x}",
             bitmap.name, bitmap.table_offset
@@ -268,7 +268,7 @@ fn classify_table_entry(raw: u64, cluster: u64, name: &str, index: u64) -> Optio
             detail: format!("bitmap {name:?} table entry {index} has reserved bits set ({raw:#x})"),
         });
     }
-    if offset % cluster != 0 {
+    if !offset.is_multiple_of(cluster) {
         return Some(BitmapRange::BadEntry {
             detail: format!(
                 "bitmap {name:?} table entry {index} points at unaligned offset {offset:#x}"

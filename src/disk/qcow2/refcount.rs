@@ -164,7 +164,7 @@ impl RefcountTable {
         if offset == 0 {
             return Ok(None);
         }
-        if offset % self.geometry.cluster_size() != 0 {
+        if !offset.is_multiple_of(self.geometry.cluster_size()) {
             return Err(format!(
                 "refcount block {table_index} at {offset:#x} is not cluster-aligned"
             ));

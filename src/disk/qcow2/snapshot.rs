@@ -41,7 +41,7 @@ impl Snapshot {
     pub fn l1_problem(&self, cluster_size: u64, file_size: u64) -> Option<String> {
         let offset = self.l1_table_offset;
         let len = u64::from(self.l1_size) * 8;
-        if offset % cluster_size != 0 {
+        if !offset.is_multiple_of(cluster_size) {
             return Some(format!(
                 "snapshot {:?} has an unaligned L1 table offset {offset:#x}",
                 self.name

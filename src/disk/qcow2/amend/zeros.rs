@@ -13,10 +13,11 @@ use std::path::Path;
 
 use super::writes::{ImageWriter, DECREMENT_BATCH};
 use crate::disk::qcow2::entries::{L1Entry, L2Entry, L2Mapping};
+use crate::disk::qcow2::layout::{read_l1_table, read_l2_table};
 use crate::disk::qcow2::refcount::{read_be_u64s, RefcountTable};
 use crate::disk::qcow2::snapshot::SnapshotTable;
 use crate::disk::qcow2::Header;
-use crate::disk::{DiskError, ReadAt, Result};
+use crate::disk::{ReadAt, Result};
 
 /// What the scan found.
 #[derive(Debug, Default)]
@@ -46,26 +47,32 @@ pub fn scan(
     snapshots: &SnapshotTable,
 ) -> Result<Scan> {
     let mut refs: HashMap<u64, u64> = HashMap::new();
-    let l1_tables = std::iter::once((header.l1_table_offset, header.l1_size)).chain(
-        snapshots
-            .snapshots
-            .iter()
-            .map(|s| (s.l1_table_offset, s.l1_size)),
-    );
-    for (offset, entries) in l1_tables {
-        let l1 = read_be_u64s(source, path, offset, u64::from(entries), "L1 table")?;
+    let mut count_l2_refs = |l1: Vec<u64>| {
         for raw in l1 {
             let l2_offset = L1Entry::decode(raw).l2_offset;
             if l2_offset != 0 {
                 *refs.entry(l2_offset).or_default() += 1;
             }
         }
+    };
+    // One L1 table in memory at a time.
+    count_l2_refs(read_l1_table(source, path, header)?);
+    for snapshot in &snapshots.snapshots {
+        let entries = u64::from(snapshot.l1_size);
+        let offset = snapshot.l1_table_offset;
+        count_l2_refs(read_be_u64s(
+            source,
+            path,
+            offset,
+            entries,
+            "snapshot L1 table",
+        )?);
     }
     let mut tables: Vec<(u64, u64)> = refs.into_iter().collect();
     tables.sort_unstable();
     let mut scan = Scan::default();
     for (offset, count) in tables {
-        let table = read_l2(source, path, header, offset)?;
+        let table = read_l2_table(source, path, header, offset)?;
         let mut zeros = 0;
         for &raw in &table {
             match decode(raw, header).mapping {
@@ -96,7 +103,7 @@ pub fn expand(
     let mut done = Expansion::default();
     let mut decrements: Vec<(u64, u64)> = Vec::new();
     for &(offset, l1_refs) in tables {
-        let old = read_l2(source, path, header, offset)?;
+        let old = read_l2_table(source, path, header, offset)?;
         let mut table = old.clone();
         let mut changed = false;
         for raw in table.iter_mut() {
@@ -131,17 +138,4 @@ pub fn expand(
 
 fn decode(raw: u64, header: &Header) -> L2Entry {
     L2Entry::decode(raw, header.cluster_bits, header.version)
-}
-
-/// Reads the L2 table at `offset`, which must be a whole aligned cluster in the file.
-fn read_l2(source: &dyn ReadAt, path: &Path, header: &Header, offset: u64) -> Result<Vec<u64>> {
-    let cluster = header.cluster_size();
-    if offset % cluster != 0 {
-        return Err(DiskError::malformed(
-            path,
-            "qcow2",
-            format!("L2 table offset {offset:#x} is not cluster-aligned"),
-        ));
-    }
-    read_be_u64s(source, path, offset, cluster / 8, "L2 table")
 }

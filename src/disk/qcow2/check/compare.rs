@@ -30,7 +30,7 @@ pub fn claim_refcount_blocks(table: &RefcountTable, claims: &mut Claims, report:
         if offset == 0 {
             continue;
         }
-        if offset % cluster_size != 0 {
+        if !offset.is_multiple_of(cluster_size) {
             report.corruption(|| {
                 format!("refcount block {index} at {offset:#x} is not cluster-aligned; the refcount table entry is corrupted")
             });

@@ -98,7 +98,7 @@ impl<'a, 'r> Walk<'a, 'r> {
             if l2_offset == 0 {
                 continue;
             }
-            if l2_offset % self.header.cluster_size() != 0 {
+            if !l2_offset.is_multiple_of(self.header.cluster_size()) {
                 self.report.corruption(|| {
                     format!(
                         "L1 entry {index}: L2 table offset {l2_offset:#x} is not cluster-aligned"
@@ -199,7 +199,7 @@ impl<'a, 'r> Walk<'a, 'r> {
             | L2Mapping::Zero {
                 preallocated: Some(host_offset),
             } => {
-                if host_offset % cluster != 0 {
+                if !host_offset.is_multiple_of(cluster) {
                     self.report.corruption(|| {
                         format!("L2 entry of guest cluster {guest_cluster} points at unaligned host offset {host_offset:#x}")
                     });
