@@ -9,16 +9,10 @@
 //! disk images hold secrets. Owns the file's life cycle only, not what is written in it.
 
 use std::fs::{File, Permissions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::disk::{DiskError, Result};
-
-/// Bytes written between two write-behind requests: enough to make each request
-/// worthwhile, little enough that the final fsync finds almost nothing left to do.
-const WRITE_BEHIND_BYTES: u64 = 32 << 20;
 
 /// A temporary file that becomes `destination` on [`AtomicFile::commit`].
 #[derive(Debug)]
@@ -26,8 +20,6 @@ pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
     destination: PathBuf,
     directory: PathBuf,
-    /// Offset up to which write-back to disk has been requested.
-    written_back: AtomicU64,
 }
 
 impl AtomicFile {
@@ -54,38 +46,12 @@ impl AtomicFile {
             temp,
             destination: destination.to_owned(),
             directory,
-            written_back: AtomicU64::new(0),
         })
     }
 
     /// The open temporary file.
     pub fn file(&self) -> &File {
         self.temp.as_file()
-    }
-
-    /// Tells the kernel to start writing everything written below `end` to disk now,
-    /// without waiting (at most once per [`WRITE_BEHIND_BYTES`]). Writers call it as
-    /// they go, so the device works while the conversion does and the fsync in
-    /// [`AtomicFile::commit`] has little left to wait for. Purely advisory.
-    pub fn write_behind(&self, end: u64) {
-        let start = self.written_back.load(Ordering::Relaxed);
-        if end < start.saturating_add(WRITE_BEHIND_BYTES) {
-            return;
-        }
-        let (Ok(offset), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
-            return;
-        };
-        // SAFETY: sync_file_range on a descriptor we own has no memory-safety
-        // preconditions; its result is advisory and deliberately ignored.
-        unsafe {
-            libc::sync_file_range(
-                self.file().as_raw_fd(),
-                offset,
-                len,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-        self.written_back.store(end, Ordering::Relaxed);
     }
 
     /// Where the data is being written until commit.

@@ -52,7 +52,6 @@ pub fn write_planned(
     let chunk = CHUNK_BYTES.next_multiple_of(cluster);
     let bytes_read = read_ahead(disk, ranges.into_iter().map(Ok), chunk, |offset, data| {
         writer.write_clusters(offset / cluster, data)?;
-        output.write_behind(writer.bytes_written());
         tracker.reached(offset + data.len() as u64);
         Ok(())
     })?;
@@ -93,7 +92,6 @@ pub fn write_compressed(
                 };
                 writer.write_cluster(first_cluster + index as u64, payload)?;
             }
-            output.write_behind(writer.position());
             tracker.reached(offset + data.len() as u64);
             Ok(())
         },

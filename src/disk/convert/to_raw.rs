@@ -32,7 +32,6 @@ pub fn write_raw(
                     .map_err(|e| DiskError::io("write", path, e))?;
                 bytes_written += run.len() as u64;
             }
-            output.write_behind(offset + data.len() as u64);
             tracker.reached(offset + data.len() as u64);
             Ok(())
         },

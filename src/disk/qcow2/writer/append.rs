@@ -119,11 +119,6 @@ impl<W: Write + Seek> AppendWriter<W> {
         self.flush_completed_refblocks()
     }
 
-    /// Bytes appended so far.
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-
     /// Writes the remaining metadata and the header, flushes, and returns the sink and
     /// the file size.
     pub fn finish(mut self) -> Result<(W, u64)> {

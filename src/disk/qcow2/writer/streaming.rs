@@ -46,11 +46,6 @@ impl<W: Write> StreamingWriter<W> {
         Ok(writer)
     }
 
-    /// Bytes handed to the sink so far.
-    pub fn bytes_written(&self) -> u64 {
-        self.bytes_written
-    }
-
     /// The plan being written.
     pub fn layout(&self) -> &Layout {
         &self.layout
