@@ -146,7 +146,7 @@ impl Qcow2Format {
     /// L1 entries needed for `virtual_size`, which must be a multiple of
     /// [`QCOW2_SIZE_ALIGN`] and not exceed the named limit.
     pub(crate) fn l1_entries(&self, virtual_size: u64) -> Result<u64> {
-        if virtual_size % QCOW2_SIZE_ALIGN != 0 {
+        if !virtual_size.is_multiple_of(QCOW2_SIZE_ALIGN) {
             return Err(DiskError::InvalidRequest(format!(
                 "qcow2 virtual size {virtual_size} is not a multiple of {QCOW2_SIZE_ALIGN}"
             )));

@@ -61,7 +61,10 @@ impl<W: Write> StreamingWriter<W> {
         let fits = run
             .as_ref()
             .is_some_and(|run| first_cluster + count <= run.end);
-        if data.len() as u64 % cluster != 0 || first_cluster != self.next_cluster || !fits {
+        if !(data.len() as u64).is_multiple_of(cluster)
+            || first_cluster != self.next_cluster
+            || !fits
+        {
             return Err(DiskError::InvalidRequest(format!(
                 "qcow2 writer: got {} bytes for guest cluster {first_cluster}, expected whole \
                  clusters from {} inside the run {run:?}",
