@@ -520,7 +520,7 @@ fn check_table(
     cluster: u64,
     file_size: u64,
 ) -> std::result::Result<(), String> {
-    if offset % cluster != 0 {
+    if !offset.is_multiple_of(cluster) {
         return Err(format!("{what} offset {offset:#x} is not cluster-aligned"));
     }
     if offset == 0 {
