@@ -235,7 +235,7 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
         }
     }
     let raw = text.as_bytes();
-    if raw.len() % 2 != 0 {
+    if !raw.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({})", raw.len()));
     }
     raw.chunks_exact(2)

@@ -42,7 +42,7 @@ impl ChunkLayout {
     /// A layout, if `chunk_size` is a multiple of 4096 within the limits.
     pub fn new(algorithm: ChunkAlgorithm, chunk_size: u64) -> Result<Self, String> {
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size)
-            || chunk_size % MIN_CHUNK_SIZE != 0
+            || !chunk_size.is_multiple_of(MIN_CHUNK_SIZE)
         {
             return Err(format!(
                 "chunk size {chunk_size} must be a multiple of {MIN_CHUNK_SIZE} between \
