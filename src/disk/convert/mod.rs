@@ -112,19 +112,17 @@ pub fn convert_disk(
     output: &OutputFormat,
     reporter: &dyn Reporter,
 ) -> Result<ConvertSummary> {
-    let progress = reporter.start_progress("convert", Some(disk.virtual_size()));
     let counters = match output {
-        OutputFormat::Raw => to_raw::write_raw(disk, file, progress.as_ref()),
+        OutputFormat::Raw => to_raw::write_raw(disk, file, reporter),
         OutputFormat::Qcow2 {
             format,
             compress: false,
-        } => to_qcow2::write_planned(disk, file, *format, progress.as_ref()),
+        } => to_qcow2::write_planned(disk, file, *format, reporter),
         OutputFormat::Qcow2 {
             format,
             compress: true,
-        } => to_qcow2::write_compressed(disk, file, *format, progress.as_ref()),
+        } => to_qcow2::write_compressed(disk, file, *format, reporter),
     }?;
-    progress.finish();
     let qcow2 = match output {
         OutputFormat::Qcow2 { format, compress } => Some((format, *compress)),
         OutputFormat::Raw => None,

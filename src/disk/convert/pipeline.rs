@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::mpsc::{channel, sync_channel};
 
 use crate::disk::{DiskError, ExtentKind, Result, VirtualDisk};
-use crate::report::Progress;
+use crate::report::{Progress, Reporter};
 
 /// Bytes read and handed over at a time: large enough that per-call overheads vanish,
 /// small enough that a chunk is still in the CPU caches when it is written out (the
@@ -177,30 +177,34 @@ pub fn is_zero(bytes: &[u8]) -> bool {
         && blocks.remainder().iter().all(|&b| b == 0)
 }
 
-/// Advances a progress indicator to guest positions, counting skipped ranges too.
-pub struct ProgressTracker<'a> {
-    progress: &'a dyn Progress,
+/// A progress indicator driven by guest positions: skipped ranges count as done too.
+pub struct ProgressTracker {
+    progress: Box<dyn Progress>,
     size: u64,
     done: u64,
 }
 
-impl<'a> ProgressTracker<'a> {
-    pub fn new(progress: &'a dyn Progress, size: u64) -> Self {
+impl ProgressTracker {
+    /// Starts the indicator `label` for a disk of `size` bytes.
+    pub fn start(reporter: &dyn Reporter, label: &str, size: u64) -> Self {
         Self {
-            progress,
+            progress: reporter.start_progress(label, Some(size)),
             size,
             done: 0,
         }
     }
 
+    /// Everything before guest offset `position` has been handled.
     pub fn reached(&mut self, position: u64) {
         let position = position.min(self.size);
         self.progress.advance(position.saturating_sub(self.done));
         self.done = self.done.max(position);
     }
 
-    pub fn finish(&mut self) {
+    /// The whole disk has been handled.
+    pub fn finish(mut self) {
         self.reached(self.size);
+        self.progress.finish();
     }
 }
 

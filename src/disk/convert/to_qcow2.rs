@@ -22,7 +22,7 @@ use crate::disk::qcow2::writer::{
 };
 use crate::disk::qcow2::CompressionType;
 use crate::disk::{DiskError, Result, VirtualDisk};
-use crate::report::Progress;
+use crate::report::Reporter;
 
 /// Buffer in front of the output file, so the small metadata writes are batched.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -34,23 +34,22 @@ pub fn write_planned(
     disk: &dyn VirtualDisk,
     output: &AtomicFile,
     format: Qcow2Format,
-    progress: &dyn Progress,
+    reporter: &dyn Reporter,
 ) -> Result<Counters> {
     let cluster = format.cluster_size();
-    let (map, scanned) = scan_allocation(disk, cluster)?;
+    let (map, scanned) = scan_allocation(disk, cluster, reporter)?;
     let layout = Layout::plan(format, qcow2_size(disk), map)?;
-    let ranges: Vec<Range<u64>> = layout
-        .map()
-        .runs()
-        .iter()
-        .map(|run| run.start * cluster..run.end * cluster)
-        .collect();
+    let map = layout.shared_map();
+    let ranges = (0..map.runs().len()).filter_map(move |index| {
+        let run = map.runs().get(index)?;
+        Some(Ok(run.start * cluster..run.end * cluster))
+    });
     let path = output.temp_path().to_owned();
     let sink = BufWriter::with_capacity(WRITE_BUFFER, output.file());
     let mut writer = StreamingWriter::start(sink, &path, layout)?;
-    let mut tracker = ProgressTracker::new(progress, disk.virtual_size());
+    let mut tracker = ProgressTracker::start(reporter, "convert", disk.virtual_size());
     let chunk = CHUNK_BYTES.next_multiple_of(cluster);
-    let bytes_read = read_ahead(disk, ranges.into_iter().map(Ok), chunk, |offset, data| {
+    let bytes_read = read_ahead(disk, ranges, chunk, |offset, data| {
         writer.write_clusters(offset / cluster, data)?;
         tracker.reached(offset + data.len() as u64);
         Ok(())
@@ -68,14 +67,14 @@ pub fn write_compressed(
     disk: &dyn VirtualDisk,
     output: &AtomicFile,
     format: Qcow2Format,
-    progress: &dyn Progress,
+    reporter: &dyn Reporter,
 ) -> Result<Counters> {
     let cluster = format.cluster_size();
     let kind = format.compression_type();
     let path = output.temp_path().to_owned();
     let sink = BufWriter::with_capacity(WRITE_BUFFER, output.file());
     let mut writer = AppendWriter::start(sink, &path, format, qcow2_size(disk))?;
-    let mut tracker = ProgressTracker::new(progress, disk.virtual_size());
+    let mut tracker = ProgressTracker::start(reporter, "convert", disk.virtual_size());
     let chunk = CHUNK_BYTES.next_multiple_of(cluster);
     let bytes_read = read_ahead(
         disk,
@@ -143,7 +142,12 @@ pub fn qcow2_size(disk: &dyn VirtualDisk) -> u64 {
 
 /// Finds the clusters holding non-zero data, scanning batches in parallel. Returns the
 /// map and the number of bytes read to build it.
-fn scan_allocation(disk: &dyn VirtualDisk, cluster: u64) -> Result<(AllocationMap, u64)> {
+fn scan_allocation(
+    disk: &dyn VirtualDisk,
+    cluster: u64,
+    reporter: &dyn Reporter,
+) -> Result<(AllocationMap, u64)> {
+    let mut tracker = ProgressTracker::start(reporter, "scan", disk.virtual_size());
     let mut map = AllocationMap::new();
     let mut scanned = 0u64;
     let mut batches: Vec<Range<u64>> = Vec::new();
@@ -152,6 +156,9 @@ fn scan_allocation(disk: &dyn VirtualDisk, cluster: u64) -> Result<(AllocationMa
             .par_iter()
             .map(|clusters| scan_batch(disk, cluster, clusters.clone()))
             .collect();
+        if let Some(last) = batches.last() {
+            tracker.reached(last.end * cluster);
+        }
         batches.clear();
         for result in results {
             let (part, bytes) = result?;
@@ -174,6 +181,7 @@ fn scan_allocation(disk: &dyn VirtualDisk, cluster: u64) -> Result<(AllocationMa
         }
     }
     flush(&mut batches, &mut map)?;
+    tracker.finish();
     Ok((map, scanned))
 }
 

@@ -9,19 +9,19 @@ use super::pipeline::{is_zero, read_ahead, DataRanges, ProgressTracker, CHUNK_BY
 use super::Counters;
 use crate::disk::output::AtomicFile;
 use crate::disk::{DiskError, Result, VirtualDisk};
-use crate::report::Progress;
+use crate::report::Reporter;
 
 /// Copies `disk` into `output` as a sparse raw file.
 pub fn write_raw(
     disk: &dyn VirtualDisk,
     output: &AtomicFile,
-    progress: &dyn Progress,
+    reporter: &dyn Reporter,
 ) -> Result<Counters> {
     let file = output.file();
     let path = output.temp_path();
     let size = disk.virtual_size();
     let mut bytes_written = 0u64;
-    let mut tracker = ProgressTracker::new(progress, size);
+    let mut tracker = ProgressTracker::start(reporter, "convert", size);
     let bytes_read = read_ahead(
         disk,
         DataRanges::new(disk, 1),

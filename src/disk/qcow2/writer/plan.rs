@@ -8,6 +8,7 @@
 //! cluster be generated on demand in bounded memory instead of being held whole.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::{checked_table_clusters, Qcow2Format};
 use crate::disk::qcow2::entries::{L1Entry, L2Entry};
@@ -101,7 +102,7 @@ pub struct Layout {
     pub l2_tables: u64,
     pub data_offset: u64,
     pub total_clusters: u64,
-    map: AllocationMap,
+    map: Arc<AllocationMap>,
 }
 
 impl Layout {
@@ -151,13 +152,19 @@ impl Layout {
             l2_tables,
             data_offset,
             total_clusters: fixed + refblocks + reftable_clusters,
-            map,
+            map: Arc::new(map),
         })
     }
 
     /// The allocation map the layout was planned from.
     pub fn map(&self) -> &AllocationMap {
         &self.map
+    }
+
+    /// The allocation map, shared: lets a reader thread walk the runs while the writer
+    /// owns the layout, without copying a map that can be large.
+    pub fn shared_map(&self) -> Arc<AllocationMap> {
+        Arc::clone(&self.map)
     }
 
     /// Size of the finished file in bytes.
