@@ -36,12 +36,16 @@ fn metadata(stat: &guestfs::StatNS) -> Metadata {
 
 impl GuestFs for Session {
     fn inspect(&mut self) -> Result<Vec<OsInfo>> {
+        if let Some(found) = &self.inspected {
+            return Ok(found.clone());
+        }
         let found = inspect::inspect(&self.handle)?;
         if found.is_empty() {
             return Err(GuestError::NoOperatingSystem {
                 image: self.image.clone(),
             });
         }
+        self.inspected = Some(found.clone());
         Ok(found)
     }
 

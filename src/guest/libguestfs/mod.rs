@@ -13,6 +13,7 @@
 //! `qemu-img commit`. A dry run adds the image read-only and never writes a byte.
 
 mod fs;
+mod fscheck;
 mod inspect;
 pub mod launch;
 mod overlay;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{GuestError, Result};
+pub use fscheck::FsCheck;
 pub use launch::Accelerator;
 use overlay::Overlay;
 
@@ -41,6 +43,8 @@ pub struct Session {
     overlay: Option<Overlay>,
     accelerator: Accelerator,
     launch_time: Duration,
+    /// `inspect_os` costs seconds (it mounts every filesystem): done once per session.
+    inspected: Option<Vec<super::OsInfo>>,
 }
 
 impl Session {
@@ -71,6 +75,7 @@ impl Session {
             overlay,
             accelerator: launched.accelerator,
             launch_time: launched.elapsed,
+            inspected: None,
         })
     }
 
