@@ -248,6 +248,21 @@ fn compressed_input_and_compressed_outputs() {
             assert_eq!(info["format-specific"]["data"]["compression-type"], kind);
         }
     }
+    // zstd-compressed input, down to a version 2 image (which cannot hold zstd).
+    let zstd_in = d.join("zstd-in.qcow2");
+    qemu_img(&[
+        "convert",
+        "-c",
+        "-O",
+        "qcow2",
+        "-o",
+        "compression_type=zstd",
+        path_str(&plain),
+        path_str(&zstd_in),
+    ]);
+    let v2 = d.join("from-zstd.qcow2");
+    convert(&zstd_in, &v2, &["-O", "qcow2", "--compat", "0.10"]);
+    assert_qcow2_copy(&zstd_in, &v2, "0.10", 65536);
     // Compressed output really is compressed: the 0xab megabyte shrinks to almost nothing.
     let small = d.join("small.qcow2");
     convert(&plain, &small, &["-O", "qcow2", "-c", "--compat", "0.10"]);
