@@ -146,7 +146,7 @@ fn change_event(os: &OsInfo, change: &Change, dry_run: bool) -> Event {
     .with("operation", change.operation)
     .with("path", change.path.as_str())
     .with("action", change.action.name())
-    .with("kind", change.kind)
+    .with("file_type", change.kind)
     .with("root", os.root.as_str())
     .with("dry_run", dry_run);
     if !change.removed_lines.is_empty() {

@@ -12,7 +12,7 @@ pub static OPERATIONS: &[Operation] = &[
     Operation {
         name: "machine-id",
         default_on: true,
-        description: "Reset /etc/machine-id (--machine-id uninitialized|empty|remove) and remove a regular-file dbus copy",
+        description: "Reset /etc/machine-id (per --machine-id) and remove a regular-file dbus copy",
         paths: &["/etc/machine-id", "/var/lib/dbus/machine-id"],
         how: Custom(identity::machine_id),
     },

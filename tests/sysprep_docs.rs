@@ -1,0 +1,55 @@
+//! The README's operation table is `imgferry sysprep --list-operations`: every
+//! operation appears there with its default and description, so they cannot drift.
+//! No appliance needed.
+
+mod common;
+
+use serde_json::Value;
+
+#[test]
+fn readme_lists_every_operation() {
+    let out = common::run_ok(common::imgferry().args(["--json", "sysprep", "--list-operations"]));
+    let value: Value = serde_json::from_str(out.trim()).expect("one JSON result");
+    let operations = value["operations"].as_array().expect("operations");
+    assert!(operations.len() >= 40, "{}", operations.len());
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for op in operations {
+        let row = format!(
+            "| `{}` | {} | {} |",
+            op["name"].as_str().unwrap(),
+            if op["default"] == true { "yes" } else { "no" },
+            op["description"].as_str().unwrap()
+        );
+        assert!(readme.contains(&row), "README lacks or misstates: {row}");
+    }
+}
+
+#[test]
+fn list_operations_marks_defaults_like_virt_sysprep() {
+    let out = common::run_ok(common::imgferry().args(["sysprep", "--list-operations"]));
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not listed"))
+            .to_owned()
+    };
+    assert!(line("machine-id").contains(" * "));
+    assert!(!line("firewall-rules").contains(" * "));
+}
+
+#[test]
+fn unknown_and_unimplemented_words_are_usage_errors() {
+    for word in ["no-such-op", "lvm-uuids"] {
+        let out = common::run(common::imgferry().args(["sysprep", "x.qcow2", "--enable", word]));
+        assert_eq!(out.status.code(), Some(2), "{word}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(word) && stderr.contains("--list-operations"),
+            "{stderr}"
+        );
+    }
+    let out =
+        common::run(common::imgferry().args(["sysprep", "x.qcow2", "--hostname", "bad_name"]));
+    assert_eq!(out.status.code(), Some(2));
+}
