@@ -493,3 +493,27 @@ fn amend_on_mutated_images_refuses_or_keeps_content_and_consistency() {
         "only {amended} of {ROUNDS} mutated images were amended"
     );
 }
+
+#[test]
+fn an_image_in_use_by_qemu_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempdir();
+    let file = create(dir.path(), "busy.qcow2", "", "16M", &["write -z 0 64k"]);
+    let mut holder = std::process::Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "sleep 20000", path_str(&file)])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start qemu-io");
+    // Wait until qemu-io holds its locks on the file (listed in /proc/locks by inode).
+    let inode = format!(":{} ", std::fs::metadata(&file).unwrap().ino());
+    let locked = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::read_to_string("/proc/locks").is_ok_and(|locks| locks.contains(&inode))
+    });
+    let result =
+        locked.then(|| assert_refused(&file, &["--compat", "0.10"], "in use by another process"));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(result.is_some(), "qemu-io never locked {}", file.display());
+    amend_ok(&file, &["--compat", "0.10"]);
+}

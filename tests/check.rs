@@ -344,3 +344,58 @@ fn mutated_metadata_never_panics_the_check() {
     // Many mutations land in metadata in use and must be noticed.
     assert!(found > 1200, "only {found} of 3000 mutations were noticed");
 }
+
+#[test]
+fn a_file_too_large_to_check_is_refused_clearly() {
+    let dir = tempdir();
+    // 512-byte clusters: a 40 GiB (sparse) file has 80 Mi clusters, over the 64 Mi limit.
+    let file = create(dir.path(), "huge.qcow2", "cluster_size=512", "16M", &[]);
+    file_set_len(&file, 40 << 30);
+    let out = run(imgferry().args(["check", path_str(&file)]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("would need too much memory"), "{stderr}");
+}
+
+#[test]
+fn snapshot_tables_are_judged_like_qemu_img() {
+    let dir = tempdir();
+    let file = base_image(dir.path(), "snaps.qcow2");
+    qemu_img(&["snapshot", "-c", "s1", path_str(&file)]);
+    let table = read_be(&file, 64, 8);
+    // Extra data running past the end of the file (the table is the file's last bytes)
+    // reads as zeros, as in QEMU: no error.
+    let past_eof = path_in(dir.path(), "past-eof.qcow2");
+    std::fs::copy(&file, &past_eof).unwrap();
+    write_be(&past_eof, table + 36, 1000, 4);
+    assert_eq!(assert_agrees_with_qemu(&past_eof)["verdict"], "clean");
+    // Extra data over QEMU's limit: neither tool can check the image (exit 1).
+    let extra = path_in(dir.path(), "extra.qcow2");
+    std::fs::copy(&file, &extra).unwrap();
+    write_be(&extra, table + 36, 1 << 20, 4);
+    let out = run(imgferry().args(["check", path_str(&extra)]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("extra data"), "{stderr}");
+    assert_eq!(qemu_check(&extra).0, 1);
+}
+
+#[test]
+fn a_malformed_bitmap_directory_is_reported_not_fatal() {
+    let dir = tempdir();
+    let file = base_image(dir.path(), "bitmap.qcow2");
+    qemu_img(&["bitmap", "--add", path_str(&file), "b0"]);
+    let (extension, _) = find_extension(&file, 0x2385_2875).expect("bitmaps extension");
+    let directory = read_be(&file, extension + 16, 8);
+    write_be(&file, directory + 18, 0, 2); // a name of 0 bytes
+    let out = run(imgferry().args(["--json", "check", path_str(&file)]));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert_problem(
+        &report,
+        "corruption",
+        "bitmap directory entry 0: name of 0 bytes",
+    );
+    // qemu-img refuses to open such an image at all.
+    assert_eq!(qemu_check(&file).0, 1);
+}

@@ -136,3 +136,18 @@ pub fn mutate(bytes: &mut [u8], regions: &[(u64, u64)], state: &mut u64) {
         bytes[at..at + 8].copy_from_slice(&value.to_be_bytes());
     }
 }
+
+/// The offset and length of the data of header extension `kind` of a v3 image.
+pub fn find_extension(file: &Path, kind: u64) -> Option<(u64, u64)> {
+    let mut at = read_be(file, 100, 4); // header_length
+    loop {
+        let (this, len) = (read_be(file, at, 4), read_be(file, at + 4, 4));
+        if this == 0 {
+            return None;
+        }
+        if this == kind {
+            return Some((at + 8, len));
+        }
+        at += 8 + len.next_multiple_of(8);
+    }
+}

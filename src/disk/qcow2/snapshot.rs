@@ -90,7 +90,8 @@ fn be64(buf: &[u8], at: usize) -> u64 {
 }
 
 /// Reads the snapshot table `header` names. An image without snapshots has an empty
-/// table. The table must lie inside the file and within [`MAX_SNAPSHOT_TABLE_BYTES`].
+/// table. The table must fit in [`MAX_SNAPSHOT_TABLE_BYTES`]; bytes past the end of the
+/// file read as zeros (so a table cut short by truncation parses; `check` reports it).
 pub fn read_snapshot_table(
     source: &dyn ReadAt,
     path: &Path,
@@ -107,22 +108,24 @@ pub fn read_snapshot_table(
         )));
     }
     let base = header.snapshots_offset;
-    let limit = source
-        .size()
-        .saturating_sub(base)
-        .min(MAX_SNAPSHOT_TABLE_BYTES);
+    let limit = MAX_SNAPSHOT_TABLE_BYTES;
     let mut snapshots = Vec::with_capacity(header.nb_snapshots as usize);
     let mut pos = 0u64;
+    // Bytes past the end of the file read as zeros, as QEMU reads them; whether the
+    // table really fits in the file is for `check` to judge when it counts the table.
     let read = |buf: &mut [u8], at: u64| {
+        let start = base + at;
+        let present = source.size().saturating_sub(start).min(buf.len() as u64) as usize;
+        buf[present..].fill(0);
         source
-            .read_exact_at(buf, base + at)
+            .read_exact_at(&mut buf[..present], start)
             .map_err(|e| DiskError::io("read the snapshot table of", path, e))
     };
     for number in 0..header.nb_snapshots {
         let past_end = |what: &str, end: u64| {
             bad(format!(
                 "snapshot table entry {number} ({what}) ends {end} bytes into the table, \
-                 past the end of the file or the {MAX_SNAPSHOT_TABLE_BYTES}-byte limit"
+                 past the {MAX_SNAPSHOT_TABLE_BYTES}-byte limit"
             ))
         };
         let fixed_end = pos + ENTRY_FIXED_LEN;

@@ -25,6 +25,8 @@ pub struct ImageWriter<'a> {
     /// Test hook: the number of writes allowed before failing as if the process died.
     stop_after: Option<u64>,
     writes: u64,
+    /// Whether a write was made since the last sync.
+    unsynced: bool,
 }
 
 impl<'a> ImageWriter<'a> {
@@ -43,6 +45,7 @@ impl<'a> ImageWriter<'a> {
             path,
             stop_after,
             writes: 0,
+            unsynced: false,
         })
     }
 
@@ -59,6 +62,7 @@ impl<'a> ImageWriter<'a> {
             .write_all_at(buf, offset)
             .map_err(|e| DiskError::io("write", self.path, e))?;
         self.writes += 1;
+        self.unsynced = true;
         Ok(())
     }
 
@@ -74,11 +78,17 @@ impl<'a> ImageWriter<'a> {
         self.write_at(&new[first..=last], offset + first as u64, what)
     }
 
-    /// Makes every write so far durable before any later one.
-    pub fn sync(&self) -> Result<()> {
+    /// Makes every write so far durable before any later one (nothing to do, and no
+    /// device cache flush, when nothing was written since the last sync).
+    pub fn sync(&mut self) -> Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
         self.file
             .sync_data()
-            .map_err(|e| DiskError::io("sync", self.path, e))
+            .map_err(|e| DiskError::io("sync", self.path, e))?;
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Writes made so far.
