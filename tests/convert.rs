@@ -515,3 +515,47 @@ fn existing_destination_is_replaced_and_json_reports_the_result() {
         std::fs::metadata(&dst).expect("stat").len()
     );
 }
+
+/// Runs `script` with `sh` in a private mount namespace (so it may mount a tmpfs);
+/// returns `None` when this machine allows no such namespace.
+fn in_mount_namespace(script: &str) -> Option<std::process::Output> {
+    for flags in ["-m", "-rm"] {
+        let out = run(std::process::Command::new("unshare").args([flags, "sh", "-c", script]));
+        if out.status.code() != Some(77) {
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[test]
+fn full_destination_disk_is_a_clear_error_and_leaves_nothing_behind() {
+    let dir = tempdir();
+    let d = dir.path();
+    let src = sparse_raw(d, "src.raw", 8 << 20, &[(0, 4 << 20)]);
+    let small = d.join("small");
+    std::fs::create_dir(&small).expect("mkdir");
+    for format in ["raw", "qcow2"] {
+        // Convert 4 MiB of random data onto a 1 MiB tmpfs, then list what is left there.
+        let script = format!(
+            "mount -t tmpfs -o size=1M none '{small}' || exit 77; \
+             '{bin}' convert '{src}' '{small}/out.img' -O {format}; rc=$?; ls -A '{small}'; exit $rc",
+            small = path_str(&small),
+            bin = env!("CARGO_BIN_EXE_imgferry"),
+            src = path_str(&src),
+        );
+        let Some(out) = in_mount_namespace(&script) else {
+            eprintln!("skipping: no mount namespace for a small tmpfs on this machine");
+            return;
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("No space left on device"), "{stderr}");
+        assert!(stderr.contains("hint: free some space"), "{stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "",
+            "files left on the full disk"
+        );
+    }
+}
