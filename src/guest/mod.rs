@@ -14,6 +14,7 @@
 //! `lstat`/`readlink`, so `..` and absolute symlinks are resolved inside the guest by
 //! the same code whatever the backend.
 
+pub mod cache;
 pub mod confine;
 mod error;
 pub mod glob;

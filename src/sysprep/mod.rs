@@ -25,6 +25,7 @@ pub use operations::{Operation, OPERATIONS};
 pub use plan::{Action, Change};
 pub use selection::{select, Words};
 
+use crate::guest::cache::ReadCache;
 use crate::guest::{GuestFs, OsInfo, SkippedMount};
 use crate::report::{Event, Reporter};
 
@@ -94,7 +95,9 @@ pub fn run(
                 os.root
             ));
         }
-        let mut planner = plan::Planner::new(guest, &os, options);
+        // Planning only reads: every answer is memoised for the whole plan.
+        let mut cached = ReadCache::new(guest);
+        let mut planner = plan::Planner::new(&mut cached, &os, options);
         for operation in &options.operations {
             planner.set_operation(operation.name);
             operation.plan(&mut planner)?;
