@@ -4,13 +4,14 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use serde_json::json;
 
 use super::{Failure, Output};
 use crate::exit::ExitCode;
-use crate::sysprep::{self, Hostname, MachineIdMode, Options, RootReport, Words, OPERATIONS};
+#[cfg(feature = "libguestfs")]
+use crate::sysprep::RootReport;
+use crate::sysprep::{self, Hostname, MachineIdMode, Options, Words, OPERATIONS};
 
 /// Arguments of `imgferry sysprep`.
 #[derive(Debug, clap::Args)]
@@ -93,6 +94,8 @@ fn execute(
     output: &Output,
 ) -> Result<ExitCode, Failure> {
     use crate::guest::libguestfs::{Access, Session};
+    use crate::guest::GuestFs;
+    use std::time::Instant;
     let start = Instant::now();
     let access = if options.dry_run {
         Access::DryRun
@@ -102,7 +105,14 @@ fn execute(
     let mut session = Session::open(file, access)?;
     let launch_seconds = session.launch_time().as_secs_f64();
     let accelerator = session.accelerator().to_string();
+    // Inspection is cached by the session: timed here, reused by the run.
+    let inspect_start = Instant::now();
+    session.inspect()?;
+    let inspect_seconds = inspect_start.elapsed().as_secs_f64();
+    let work_start = Instant::now();
     let reports = sysprep::run(&mut session, options, &output.reporter())?;
+    let work_seconds = work_start.elapsed().as_secs_f64();
+    let commit_start = Instant::now();
     let changes: usize = reports.iter().map(|r| r.changes.len()).sum();
     // Nothing changed: the image stays byte-identical (not even a mount count moves).
     let committed = !options.dry_run && changes > 0;
@@ -118,6 +128,9 @@ fn execute(
         "changes": changes,
         "accelerator": accelerator,
         "launch_seconds": launch_seconds,
+        "inspect_seconds": inspect_seconds,
+        "sysprep_seconds": work_seconds,
+        "commit_seconds": commit_start.elapsed().as_secs_f64(),
         "total_seconds": start.elapsed().as_secs_f64(),
         "roots": reports.iter().map(|r| json!({
             "root": r.os.root,
@@ -142,13 +155,13 @@ fn execute(
     _options: &Options,
     _output: &Output,
 ) -> Result<ExitCode, Failure> {
-    let _ = Instant::now;
     Err(
         Failure::new("this imgferry was built without the libguestfs backend")
             .with_hint("rebuild with the default features (needs libguestfs-dev)"),
     )
 }
 
+#[cfg(feature = "libguestfs")]
 fn human(reports: &[RootReport], dry_run: bool, committed: bool) -> String {
     let mut text = String::new();
     let mut total = 0;
