@@ -24,6 +24,7 @@ pub mod libguestfs;
 pub(crate) mod memory;
 pub mod os;
 pub mod path;
+pub mod probe;
 
 pub use confine::{Follow, GuestFsExt};
 pub use error::{GuestError, Result};

@@ -39,7 +39,10 @@ impl GuestFs for Session {
         if let Some(found) = &self.inspected {
             return Ok(found.clone());
         }
-        let found = inspect::inspect(&self.handle)?;
+        let found = match inspect::quick_inspect(self)? {
+            Some(found) => found,
+            None => inspect::inspect(&self.handle)?,
+        };
         if found.is_empty() {
             return Err(GuestError::NoOperatingSystem {
                 image: self.image.clone(),

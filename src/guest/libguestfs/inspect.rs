@@ -1,10 +1,146 @@
-//! Inspection and mounting through libguestfs: `inspect_os`, the `inspect_get_*`
-//! calls, and mounting an OS root's filesystems per its fstab.
+//! Inspection and mounting: first the quick way (each candidate filesystem mounted
+//! read-only and recognised by [`probe_root`] from its files, fstab mapped by UUID,
+//! label, LVM or disk name), falling back to libguestfs's `inspect_os` whenever the
+//! quick way is unsure (no root found, an fstab entry it cannot map, btrfs
+//! subvolumes); then mounting an OS root's filesystems per its fstab.
 //!
-//! Owns: turning libguestfs's answers into [`OsInfo`]. Must not: change files.
+//! Owns: turning either answer into [`OsInfo`]. Must not: change files.
 
-use super::call;
+use std::collections::HashMap;
+
+use super::{call, Session};
+use crate::guest::probe::{probe_root, FstabEntry};
 use crate::guest::{Family, OsInfo, Result, SkippedMount};
+
+/// Filesystem types a Linux root can live on.
+const ROOT_TYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
+
+/// The OS roots found the quick way; `None` means "ask `inspect_os`".
+pub fn quick_inspect(session: &mut Session) -> Result<Option<Vec<OsInfo>>> {
+    let filesystems = call("list_filesystems", "/", session.handle.list_filesystems())?;
+    if filesystems.keys().any(|dev| dev.starts_with("btrfsvol:")) {
+        return Ok(None);
+    }
+    let mut names = Names::default();
+    for (device, fstype) in &filesystems {
+        if fstype == "swap" || fstype == "unknown" {
+            continue;
+        }
+        if let Ok(uuid) = session.handle.vfs_uuid(device) {
+            names
+                .by_uuid
+                .insert(uuid.to_ascii_lowercase(), device.clone());
+        }
+        if let Ok(label) = session.handle.vfs_label(device) {
+            names.by_label.insert(label, device.clone());
+        }
+    }
+    let mut candidates: Vec<&String> = filesystems
+        .iter()
+        .filter(|(_, fstype)| ROOT_TYPES.contains(&fstype.as_str()))
+        .map(|(device, _)| device)
+        .collect();
+    candidates.sort();
+    let mut roots = Vec::new();
+    for device in candidates {
+        if session.handle.mount_ro(device, "/").is_err() {
+            continue;
+        }
+        let facts = probe_root(session);
+        call("umount_all", "/", session.handle.umount_all())?;
+        let Some(facts) = facts? else {
+            continue;
+        };
+        let mut mountpoints = vec![("/".to_owned(), device.clone())];
+        for entry in &facts.fstab {
+            if entry.mountpoint == "/" {
+                continue;
+            }
+            match names.device_for(entry, &filesystems) {
+                Some(target) => mountpoints.push((entry.mountpoint.clone(), target)),
+                None => return Ok(None),
+            }
+        }
+        mountpoints.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(&b.0)));
+        roots.push(OsInfo {
+            root: device.clone(),
+            kind: "linux".to_owned(),
+            family: Family::of_distro(&facts.distro),
+            distro: facts.distro,
+            major_version: facts.major_version,
+            minor_version: facts.minor_version,
+            product_name: facts.product_name,
+            hostname: facts.hostname,
+            mountpoints,
+        });
+    }
+    Ok((!roots.is_empty()).then_some(roots))
+}
+
+/// Filesystem UUIDs and labels on the disk.
+#[derive(Default)]
+struct Names {
+    by_uuid: HashMap<String, String>,
+    by_label: HashMap<String, String>,
+}
+
+impl Names {
+    /// The libguestfs device an fstab spec names, if it is on this disk.
+    fn device_for(
+        &self,
+        entry: &FstabEntry,
+        filesystems: &HashMap<String, String>,
+    ) -> Option<String> {
+        let spec = entry.spec.as_str();
+        if let Some(uuid) = spec.strip_prefix("UUID=") {
+            return self.by_uuid.get(&uuid.to_ascii_lowercase()).cloned();
+        }
+        if let Some(label) = spec.strip_prefix("LABEL=") {
+            return self.by_label.get(label).cloned();
+        }
+        let candidate = if let Some(mapped) = spec.strip_prefix("/dev/mapper/") {
+            lvm_from_mapper(mapped)?
+        } else if let Some(disk) = spec.strip_prefix("/dev/") {
+            disk_partition(disk).unwrap_or_else(|| spec.to_owned())
+        } else {
+            return None;
+        };
+        filesystems.contains_key(&candidate).then_some(candidate)
+    }
+}
+
+/// `/dev/mapper/VG-LV` (with `--` for a `-` in a name) → `/dev/VG/LV`.
+fn lvm_from_mapper(mapped: &str) -> Option<String> {
+    let bytes = mapped.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'-' {
+            if bytes.get(i + 1) == Some(&b'-') {
+                i += 2;
+                continue;
+            }
+            let (vg, lv) = (&mapped[..i], &mapped[i + 1..]);
+            return Some(format!(
+                "/dev/{}/{}",
+                vg.replace("--", "-"),
+                lv.replace("--", "-")
+            ));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `vda1`, `xvda1`, `hda1`, `sda1` → `/dev/sda1` (the only disk is libguestfs's `sda`).
+fn disk_partition(disk: &str) -> Option<String> {
+    let rest = ["xvd", "vd", "hd", "sd"]
+        .iter()
+        .find_map(|p| disk.strip_prefix(p))?;
+    let letters = rest.chars().take_while(char::is_ascii_lowercase).count();
+    let (drive, part) = rest.split_at(letters);
+    (!drive.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
+        .then(|| format!("/dev/sd{drive}{part}"))
+}
 
 /// Every OS root libguestfs finds on the attached disk.
 pub fn inspect(handle: &guestfs::Handle) -> Result<Vec<OsInfo>> {
@@ -55,4 +191,26 @@ pub fn mount(handle: &guestfs::Handle, os: &OsInfo) -> Result<Vec<SkippedMount>>
         }
     }
     Ok(skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        assert_eq!(
+            lvm_from_mapper("rhel-root").as_deref(),
+            Some("/dev/rhel/root")
+        );
+        assert_eq!(
+            lvm_from_mapper("my--vg-lv--1").as_deref(),
+            Some("/dev/my-vg/lv-1")
+        );
+        assert_eq!(lvm_from_mapper("novg"), None);
+        assert_eq!(disk_partition("vda1").as_deref(), Some("/dev/sda1"));
+        assert_eq!(disk_partition("xvdb2").as_deref(), Some("/dev/sdb2"));
+        assert_eq!(disk_partition("sr0"), None);
+        assert_eq!(disk_partition("disk/by-uuid/x"), None);
+    }
 }
