@@ -517,3 +517,25 @@ fn an_image_in_use_by_qemu_is_refused() {
     assert!(result.is_some(), "qemu-io never locked {}", file.display());
     amend_ok(&file, &["--compat", "0.10"]);
 }
+
+#[test]
+fn zlib_compressed_clusters_survive_a_downgrade() {
+    let dir = tempdir();
+    let file = create(
+        dir.path(),
+        "zlib.qcow2",
+        "",
+        "16M",
+        &[
+            "write -c -P 7 0 64k",
+            "write -c -P 8 1M 128k",
+            "write -z 4M 64k",
+        ],
+    );
+    let before = copy_of(&file);
+    let result = amend_ok(&file, &["--compat", "0.10"]);
+    assert_eq!(result["zero_clusters_expanded"], 1);
+    assert_amended(&file, &before, "0.10");
+    let map = qemu_img(&["map", "--output=json", path_str(&file)]);
+    assert!(map.contains("\"compressed\": true"), "{map}");
+}

@@ -399,3 +399,24 @@ fn a_malformed_bitmap_directory_is_reported_not_fatal() {
     // qemu-img refuses to open such an image at all.
     assert_eq!(qemu_check(&file).0, 1);
 }
+
+#[test]
+fn the_fuzz_corpus_replays_through_check() {
+    use imgferry::disk::fuzzing::qcow2_check;
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/qcow2_open_read");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        let outcome = std::panic::catch_unwind(|| qcow2_check(&input));
+        let Ok(completed) = outcome else {
+            panic!("check panicked on {}", path.display());
+        };
+        checked += u32::from(completed);
+    }
+    assert!(
+        checked >= 5,
+        "only {checked} corpus inputs could be checked"
+    );
+}
