@@ -539,3 +539,19 @@ fn zlib_compressed_clusters_survive_a_downgrade() {
     let map = qemu_img(&["map", "--output=json", path_str(&file)]);
     assert!(map.contains("\"compressed\": true"), "{map}");
 }
+
+/// `write -z` over data a snapshot shares leaves zero entries whose host clusters have
+/// refcount 2. qemu-img 10 `amend -o compat=0.10` turns them into data clusters with the
+/// COPIED flag set, which its own check then reports as corruption; amend must not.
+#[test]
+fn zeroed_clusters_shared_with_a_snapshot_stay_consistent() {
+    let dir = tempdir();
+    let file = create(dir.path(), "shared.qcow2", "", "16M", &["write -P 1 0 1M"]);
+    qemu_img(&["snapshot", "-c", "s1", path_str(&file)]);
+    qemu_io("qcow2", &file, &["write -z 0 256k"]);
+    let before = copy_of(&file);
+    let result = amend_ok(&file, &["--compat", "0.10"]);
+    assert_eq!(result["zero_clusters_expanded"], 4);
+    assert_eq!(result["preallocated_clusters_freed"], 0, "still used by s1");
+    assert_amended(&file, &before, "0.10");
+}
