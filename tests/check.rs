@@ -106,6 +106,12 @@ fn clean_images_of_every_kind_agree_with_qemu_img() {
     qemu_img(&["snapshot", "-c", "s1", path_str(&snap)]);
     qemu_io("qcow2", &snap, &["write -P 3 0 1M", "write -z 2M 64k"]);
     images.push(snap);
+    let v2_snap = create(d, "v2-snapshot.qcow2", "compat=0.10", "64M", &data);
+    qemu_img(&["snapshot", "-c", "s1", path_str(&v2_snap)]);
+    qemu_io("qcow2", &v2_snap, &["write -P 4 0 64k"]);
+    images.push(v2_snap);
+    let lazy = create(d, "lazy.qcow2", "lazy_refcounts=on", "64M", &data);
+    images.push(lazy);
     let bitmap = create(d, "bitmap.qcow2", "", "64M", &data);
     qemu_img(&["bitmap", "--add", path_str(&bitmap), "b0"]);
     qemu_img(&["bitmap", "--add", "-g", "1M", path_str(&bitmap), "b1"]);
