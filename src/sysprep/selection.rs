@@ -1,7 +1,8 @@
 //! Which operations run: virt-sysprep's selection words.
 //!
 //! `--enable a,b` and `--operations a,b,-c,defaults,all` (both repeatable) build one
-//! set, starting empty, in the order given; `-name`, `-defaults` and `-all` take away.
+//! set, starting empty: every `--enable` word first, then the `--operations` words in
+//! the order given; `-name`, `-defaults` and `-all` take away.
 //! Without either flag the default-on operations run. Owns: that grammar. Must not:
 //! decide anything about `--delete`/`--truncate`/`--hostname` (they always apply).
 
