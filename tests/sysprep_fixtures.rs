@@ -1,4 +1,5 @@
-//! Every fixture, every default operation, in ONE appliance launch each: sysprep runs
+//! Every fixture, every operation (`--operations all`, a different `--machine-id` mode
+//! on some), in ONE appliance launch each: sysprep runs
 //! through the library on a copy, the full listing (path, kind, mode, sha256) before
 //! and after must differ in exactly the paths the run reported — nothing else changed
 //! — the fixture's seeded artefacts must be gone and its controls kept, the
@@ -15,7 +16,7 @@ use std::collections::BTreeSet;
 use imgferry::guest::libguestfs::{Access, Session};
 use imgferry::guest::GuestFs;
 use imgferry::report::SilentReporter;
-use imgferry::sysprep::{self, Action, Hostname, Options};
+use imgferry::sysprep::{self, Action, Hostname, MachineIdMode, Options, Words};
 use sysprep_support::{differences, fixture, has, listing, Listing};
 
 const NEW_HOSTNAME: &str = "clone-02.example.net";
@@ -59,7 +60,7 @@ struct Outcome {
     reported: Vec<sysprep::Change>,
 }
 
-fn run_fixture(name: &'static str) -> Outcome {
+fn run_fixture(name: &'static str, machine_id: MachineIdMode) -> Outcome {
     let fixture = fixture(name);
     let dir = common::tempdir();
     let image = fixture.copy(dir.path(), "sysprep");
@@ -81,7 +82,8 @@ fn run_fixture(name: &'static str) -> Outcome {
     session.unmount_all().expect("unmount");
 
     let options = Options {
-        operations: sysprep::select(&[]).expect("defaults"),
+        operations: sysprep::select(&[Words::Operations("all".to_owned())]).expect("all"),
+        machine_id,
         delete: vec![CERN_STATE.to_owned()],
         hostname: Some(Hostname::parse(NEW_HOSTNAME).unwrap()),
         ..Options::default()
@@ -165,7 +167,7 @@ fn hex_sha256(data: &[u8]) -> String {
         .collect()
 }
 
-fn assert_common(name: &str, o: &Outcome) {
+fn assert_common(name: &str, o: &Outcome, machine_id: MachineIdMode) {
     assert_exact_accounting(name, o);
     for path in REMOVED_EVERYWHERE {
         assert!(has(&o.before, path), "{name}: fixture lacks {path}");
@@ -179,7 +181,11 @@ fn assert_common(name: &str, o: &Outcome) {
             "{name}: control {path} changed"
         );
     }
-    content_is(o, "/etc/machine-id", "uninitialized\n");
+    match machine_id {
+        MachineIdMode::Uninitialized => content_is(o, "/etc/machine-id", "uninitialized\n"),
+        MachineIdMode::Empty => content_is(o, "/etc/machine-id", ""),
+        MachineIdMode::Remove => assert!(!has(&o.after, "/etc/machine-id"), "{name}"),
+    }
     content_is(o, "/etc/hostname", &format!("{NEW_HOSTNAME}\n"));
     assert!(has(&o.after, "/tmp") && !o.after.keys().any(|k| k.starts_with("/tmp/")));
 }
@@ -195,8 +201,8 @@ fn line_gone(o: &Outcome, path: &str) {
 
 #[test]
 fn debian_ext4_mbr() {
-    let o = run_fixture("debian");
-    assert_common("debian", &o);
+    let o = run_fixture("debian", MachineIdMode::Uninitialized);
+    assert_common("debian", &o, MachineIdMode::Uninitialized);
     line_gone(&o, "/etc/systemd/network/50-storage.network");
     line_gone(&o, "/etc/network/interfaces");
     line_gone(&o, "/etc/network/interfaces.d/eth1");
@@ -211,8 +217,8 @@ fn debian_ext4_mbr() {
 
 #[test]
 fn ubuntu_gpt_esp_netplan() {
-    let o = run_fixture("ubuntu");
-    assert_common("ubuntu", &o);
+    let o = run_fixture("ubuntu", MachineIdMode::Empty);
+    assert_common("ubuntu", &o, MachineIdMode::Empty);
     assert!(
         !has(&o.after, "/var/lib/dbus/machine-id"),
         "regular-file dbus copy"
@@ -224,16 +230,16 @@ fn ubuntu_gpt_esp_netplan() {
 
 #[test]
 fn suse_btrfs() {
-    let o = run_fixture("suse");
-    assert_common("suse", &o);
+    let o = run_fixture("suse", MachineIdMode::Remove);
+    assert_common("suse", &o, MachineIdMode::Remove);
     line_gone(&o, "/etc/sysconfig/network/ifcfg-eth0");
     assert!(!has(&o.after, "/var/lib/wicked/lease-eth0-dhcp-ipv4.xml"));
 }
 
 #[test]
 fn centos7_xfs_lvm() {
-    let o = run_fixture("centos7");
-    assert_common("centos7", &o);
+    let o = run_fixture("centos7", MachineIdMode::Uninitialized);
+    assert_common("centos7", &o, MachineIdMode::Uninitialized);
     assert!(
         !has(&o.after, "/var/lib/dbus/machine-id"),
         "regular-file dbus copy"
@@ -244,12 +250,19 @@ fn centos7_xfs_lvm() {
     assert!(!has(&o.after, "/var/lib/NetworkManager/secret_key"));
     assert!(!has(&o.after, "/var/lib/yum/uuid"));
     assert!(has(&o.after, "/var/lib/rpm/Name.README"));
+    // Off by default, on with `all`: firewall-rules and ca-certificates.
+    assert!(!has(&o.after, "/etc/sysconfig/iptables"));
+    assert!(!has(&o.after, "/etc/pki/tls/certs/localhost.crt"));
+    assert_eq!(
+        o.before.get("/etc/pki/tls/certs/ca-bundle.crt"),
+        o.after.get("/etc/pki/tls/certs/ca-bundle.crt")
+    );
 }
 
 #[test]
 fn rocky9_xfs_lvm_keyfiles() {
-    let o = run_fixture("rocky9");
-    assert_common("rocky9", &o);
+    let o = run_fixture("rocky9", MachineIdMode::Uninitialized);
+    assert_common("rocky9", &o, MachineIdMode::Uninitialized);
     line_gone(&o, "/etc/sysconfig/network-scripts/ifcfg-eth9");
     line_gone(
         &o,
@@ -259,9 +272,14 @@ fn rocky9_xfs_lvm_keyfiles() {
         &o,
         "/etc/NetworkManager/system-connections/storage.nmconnection",
     );
-    assert_eq!(
-        o.before.get("/etc/firewalld/zones/public.xml"),
-        o.after.get("/etc/firewalld/zones/public.xml"),
-        "firewall-rules is off by default"
-    );
+    // Off by default, on with `all`: firewall-rules and kerberos-data.
+    assert!(!has(&o.after, "/etc/firewalld/zones/public.xml"));
+    assert!(!has(&o.after, "/var/kerberos/krb5kdc/principal"));
+    for kept in [
+        "/etc/firewalld/firewalld.conf",
+        "/var/kerberos/krb5kdc/kadm5.acl",
+        "/var/kerberos/krb5kdc/kdc.conf",
+    ] {
+        assert_eq!(o.before.get(kept), o.after.get(kept), "{kept}");
+    }
 }

@@ -222,3 +222,30 @@ fn injected_failure_leaves_the_image_byte_identical() {
         "overlay left behind"
     );
 }
+
+#[test]
+fn a_failing_command_exits_1_and_leaves_the_image_alone() {
+    let fixture = fixture("suse");
+    let dir = common::tempdir();
+    let image = fixture.copy(dir.path(), "cli-fail");
+    let before = sha256_file(&image);
+    let mut cmd = common::imgferry();
+    cmd.args(["sysprep", "--truncate", "/etc/ssh"]).arg(&image);
+    let out = common::run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/etc/ssh") && stderr.contains("not a regular file"),
+        "{stderr}"
+    );
+    assert_eq!(
+        sha256_file(&image),
+        before,
+        "a failed run changed the image"
+    );
+    assert_eq!(
+        files_in(dir.path()),
+        ["suse-cli-fail.qcow2"],
+        "overlay left behind"
+    );
+}

@@ -40,6 +40,11 @@ pub fn image_format(image: &Path) -> Result<&'static str> {
 impl Overlay {
     /// Creates the overlay in the image's directory (mode 0600, hidden name).
     pub fn create(image: &Path, format: &str) -> Result<Self> {
+        // Fail now, not after the appliance ran, if the image cannot be written.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(image)
+            .map_err(|e| GuestError::io("open for writing", image, e))?;
         let image = image
             .canonicalize()
             .map_err(|e| GuestError::io("resolve", image, e))?;
