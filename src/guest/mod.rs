@@ -3,8 +3,8 @@
 //!
 //! Owns: what "a path inside the guest" means and how it is resolved ([`path`],
 //! [`confine`]), the operating-system description found by inspection ([`os`]), and the
-//! backends (`libguestfs` today; a native ext4 one later). Must not: know about sysprep
-//! operations, OpenStack, or print anything. Only `guest::libguestfs` may touch the
+//! backends (`libguestfs`; [`native`], reading partition tables directly, in progress).
+//! Must not: know about sysprep operations, OpenStack, or print anything. Only `guest::libguestfs` may touch the
 //! libguestfs library, so `sysprep` stays backend-neutral.
 //!
 //! The split that keeps every backend confined: backends implement the primitives of
@@ -22,6 +22,7 @@ pub mod glob;
 pub mod libguestfs;
 #[cfg(test)]
 pub(crate) mod memory;
+pub mod native;
 pub mod os;
 pub mod path;
 pub mod probe;

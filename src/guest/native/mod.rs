@@ -1,0 +1,22 @@
+//! The native guest backend: reads (and, later, edits) partition tables and ext2/3/4
+//! filesystems directly through the disk layer's [`VirtualDisk`], in memory-safe Rust,
+//! so no appliance is booted and raw and qcow2 images are handled alike.
+//!
+//! Built bottom-up, one concern per file: [`bytes`] and [`crc`] decode fields and
+//! checksums, [`volume`] is a bounds-checked byte range of the disk, [`partition`]
+//! finds the volumes. Every number read from the disk is untrusted: it is checked with
+//! checked arithmetic against a named limit before it sizes a buffer or a loop.
+//! Must not: use libguestfs, print, or write to the image before a whole set of edits
+//! has been checked.
+//!
+//! [`VirtualDisk`]: crate::disk::VirtualDisk
+
+pub mod bytes;
+pub mod crc;
+mod error;
+pub mod fuzzing;
+pub mod partition;
+pub mod volume;
+
+pub use error::{NativeError, Result};
+pub use volume::Volume;

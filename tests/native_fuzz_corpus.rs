@@ -1,0 +1,43 @@
+//! Stable stand-ins for the native backend's cargo-fuzz targets: each replays its
+//! committed corpus (`fuzz/corpus/<target>`) and thousands of mutations aimed at the
+//! structures its parser reads, within a few seconds.
+
+mod native_support;
+
+use std::time::Duration;
+
+use imgferry::guest::native::fuzzing;
+use native_support::replay::{replay, Replay};
+
+/// The boot sector's entry table, the GPT header and first entries, the last sector
+/// (backup GPT header) and the sectors where EBRs of the seeds sit.
+fn partition_hot_ranges(seed: &[u8]) -> Vec<(usize, usize)> {
+    let len = seed.len();
+    let mut ranges = vec![
+        (440, 512.min(len)),
+        (512, 604.min(len)),
+        (1024, 1536.min(len)),
+    ];
+    ranges.push((len.saturating_sub(512), len));
+    for sector in [18, 20, 22, 30, 2] {
+        let at = sector * 512 + 446;
+        ranges.push((at.min(len), (at + 66).min(len)));
+    }
+    ranges
+}
+
+#[test]
+fn partition_table_corpus_and_mutations_never_panic() {
+    let (cases, accepted) = replay(&Replay {
+        target: "partition_table",
+        hot_ranges: partition_hot_ranges,
+        run: |input| fuzzing::partition_table(input).is_some(),
+        budget: Duration::from_secs(3),
+        max_cases: 40_000,
+    });
+    // Mutations that never get past the signature checks would test little.
+    assert!(
+        accepted * 5 >= cases,
+        "only {accepted} of {cases} mutants parsed"
+    );
+}
