@@ -9,6 +9,7 @@
 //! - [`cloud`] speaks to OpenStack: clouds.yaml, Keystone v3, Glance v2;
 //! - [`guest`] reads and edits the filesystems inside an image (libguestfs backend);
 //! - [`sysprep`] strips host identity from a guest, written against [`guest::GuestFs`].
+//! - [`transfer`] moves image data to and from Glance, verified, resumable, cleaned up.
 
 pub mod cli;
 pub mod cloud;
@@ -18,3 +19,4 @@ pub mod guest;
 pub mod hash;
 pub mod report;
 pub mod sysprep;
+pub mod transfer;

@@ -1,11 +1,13 @@
-//! Glance v2, read side: version discovery, listing with pagination, show, and resolving
-//! a name or id to one image.
+//! Glance v2: version discovery, listing with pagination, show, and resolving a name or
+//! id to one image here; record writes and members in `write`, image data in `data`.
 //!
 //! Owns the Image API's URLs and its answers (treated as untrusted: bounded bodies,
 //! bounded page counts, a marker that must advance). Token handling is the [`Session`]'s.
-//! It must not print; transfers of image data belong to `transfer/`.
+//! It must not print; retries, resumes and verification of transfers belong to `transfer/`.
 
+mod data;
 mod image;
+mod write;
 
 use serde::Deserialize;
 use url::Url;
@@ -13,7 +15,9 @@ use url::Url;
 use crate::cloud::http::{self, display_url, join_path, Method};
 use crate::cloud::keystone::Session;
 use crate::cloud::{CloudError, ImageCandidate};
+pub use data::{DataResponse, DataTarget};
 pub use image::Image;
+pub use write::{Member, MemberStatus, PatchOp};
 
 /// Images asked for per page by default (Glance caps it with its `api_limit_max`, 1000 by default).
 pub const PAGE_SIZE: u32 = 200;
@@ -156,12 +160,18 @@ impl Glance {
         })
     }
 
+    /// `{root}/images/{segments...}`, each segment percent-encoded.
+    fn images_url(&self, segments: &[&str]) -> Url {
+        let mut url = join_path(&self.root, "images");
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.extend(segments);
+        }
+        url
+    }
+
     /// The image with this id.
     pub fn show(&mut self, id: &str) -> Result<Image, CloudError> {
-        let mut url = join_path(&self.root, "images");
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.push(id);
-        }
+        let url = self.images_url(&[id]);
         let response = self.session.send(Method::Get, &url, None)?;
         match response.status().as_u16() {
             200 => Ok(http::read_json::<Image>(&url, response)?.without_links()),

@@ -54,6 +54,9 @@ impl Default for HttpOptions {
 pub enum Method {
     Get,
     Post,
+    Put,
+    Patch,
+    Delete,
 }
 
 impl Method {
@@ -61,7 +64,34 @@ impl Method {
         match self {
             Self::Get => "GET",
             Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
         }
+    }
+}
+
+/// What a request carries.
+pub enum RequestBody<'a> {
+    /// Nothing.
+    Empty,
+    /// A JSON document (`Content-Type: application/json`).
+    Json(&'a serde_json::Value),
+    /// A JSON document with another media type, e.g. Glance's
+    /// `application/openstack-images-v2.1-json-patch`.
+    JsonAs(&'a serde_json::Value, &'static str),
+    /// Bytes streamed from a reader, announced with `Content-Length: length`
+    /// (`Content-Type: application/octet-stream`). Not replayable.
+    Stream {
+        reader: &'a mut dyn Read,
+        length: u64,
+    },
+}
+
+impl RequestBody<'_> {
+    /// Whether the same request can be sent again (everything but a stream).
+    pub fn is_replayable(&self) -> bool {
+        !matches!(self, Self::Stream { .. })
     }
 }
 
@@ -103,22 +133,54 @@ impl HttpClient {
         token: Option<&Secret>,
         json: Option<&serde_json::Value>,
     ) -> Result<Response<Body>, CloudError> {
+        let body = json.map_or(RequestBody::Empty, RequestBody::Json);
+        self.execute(method, url, token, &[], body)
+    }
+
+    /// Sends a request with extra headers and any [`RequestBody`]. Any HTTP status is
+    /// returned as a response; only transport failures are errors. A response body is
+    /// read without a size limit by [`Body::into_reader`]: callers bound it.
+    pub fn execute(
+        &self,
+        method: Method,
+        url: &Url,
+        token: Option<&Secret>,
+        headers: &[(&str, &str)],
+        body: RequestBody<'_>,
+    ) -> Result<Response<Body>, CloudError> {
         let mut request = ureq::http::Request::builder()
             .method(method.as_str())
-            .uri(url.as_str())
-            .header("Accept", "application/json");
+            .uri(url.as_str());
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("accept"))
+        {
+            request = request.header("Accept", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.header("X-Auth-Token", token.expose());
         }
-        let built = match json {
-            Some(value) => {
-                let bytes = serde_json::to_vec(value).map_err(|e| invalid(url, e.to_string()))?;
-                request
-                    .header("Content-Type", "application/json")
-                    .body(bytes)
-                    .map(|r| self.agent.run(r))
-            }
-            None => request.body(()).map(|r| self.agent.run(r)),
+        let json_bytes = |value: &serde_json::Value| {
+            serde_json::to_vec(value).map_err(|e| invalid(url, e.to_string()))
+        };
+        let built = match body {
+            RequestBody::Empty => request.body(()).map(|r| self.agent.run(r)),
+            RequestBody::Json(value) => request
+                .header("Content-Type", "application/json")
+                .body(json_bytes(value)?)
+                .map(|r| self.agent.run(r)),
+            RequestBody::JsonAs(value, media_type) => request
+                .header("Content-Type", media_type)
+                .body(json_bytes(value)?)
+                .map(|r| self.agent.run(r)),
+            RequestBody::Stream { reader, length } => request
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Length", length)
+                .body(ureq::SendBody::from_reader(reader))
+                .map(|r| self.agent.run(r)),
         };
         match built {
             Ok(Ok(response)) => Ok(response),

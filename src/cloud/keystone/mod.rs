@@ -15,7 +15,7 @@ use ureq::Body;
 use url::Url;
 
 use crate::cloud::config::{AuthMethod, CloudConfig, Interface, ProjectRef, Scope};
-use crate::cloud::http::{HttpClient, HttpOptions, Method};
+use crate::cloud::http::{HttpClient, HttpOptions, Method, RequestBody};
 use crate::cloud::CloudError;
 use crate::report::{Event, Reporter};
 pub use catalog::{select_endpoint, CatalogEndpoint, CatalogService};
@@ -186,6 +186,38 @@ impl Session {
         }
         self.reauthenticate()?;
         self.http.send(method, url, Some(&self.token.value), json)
+    }
+
+    /// Sends a request with extra headers and any body. Like [`Session::send`], a
+    /// replayable request is re-sent once after a 401 with a new token; a streamed body
+    /// cannot be, so its 401 is returned for the caller to re-authenticate and start over.
+    pub fn execute(
+        &mut self,
+        method: Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        body: RequestBody<'_>,
+    ) -> Result<Response<Body>, CloudError> {
+        self.ensure_valid_for(Duration::ZERO)?;
+        if !body.is_replayable() {
+            return self
+                .http
+                .execute(method, url, Some(&self.token.value), headers, body);
+        }
+        let replay = match &body {
+            RequestBody::Json(value) => RequestBody::Json(value),
+            RequestBody::JsonAs(value, media) => RequestBody::JsonAs(value, media),
+            _ => RequestBody::Empty,
+        };
+        let response = self
+            .http
+            .execute(method, url, Some(&self.token.value), headers, body)?;
+        if response.status().as_u16() != 401 {
+            return Ok(response);
+        }
+        self.reauthenticate()?;
+        self.http
+            .execute(method, url, Some(&self.token.value), headers, replay)
     }
 
     fn token_event(&self, kind: &'static str) -> Event {
