@@ -6,8 +6,6 @@
 //! filesystems must check clean in the appliance, and the committed image must pass
 //! `qemu-img check`.
 
-#![cfg(feature = "libguestfs")]
-
 mod common;
 mod sysprep_support;
 

@@ -3,8 +3,6 @@
 //! escape the guest — tested through the `GuestFs` trait on the libguestfs backend so
 //! any later backend runs the same checks.
 
-#![cfg(feature = "libguestfs")]
-
 mod common;
 mod sysprep_support;
 

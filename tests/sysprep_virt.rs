@@ -3,8 +3,6 @@
 //! documented, intentional differences (README, "sysprep: differences from
 //! virt-sysprep"). Four appliance launches per case, two at a time.
 
-#![cfg(feature = "libguestfs")]
-
 mod common;
 mod sysprep_support;
 

@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::{Failure, Output};
 use crate::exit::ExitCode;
-#[cfg(feature = "libguestfs")]
 use crate::sysprep::RootReport;
 use crate::sysprep::{self, Hostname, MachineIdMode, Options, Words, OPERATIONS};
 
@@ -87,7 +86,6 @@ fn options(args: &SysprepArgs) -> Result<Options, Failure> {
     })
 }
 
-#[cfg(feature = "libguestfs")]
 fn execute(
     file: &std::path::Path,
     options: &Options,
@@ -149,19 +147,6 @@ fn execute(
     Ok(ExitCode::Success)
 }
 
-#[cfg(not(feature = "libguestfs"))]
-fn execute(
-    _file: &std::path::Path,
-    _options: &Options,
-    _output: &Output,
-) -> Result<ExitCode, Failure> {
-    Err(
-        Failure::new("this imgferry was built without the libguestfs backend")
-            .with_hint("rebuild with the default features (needs libguestfs-dev)"),
-    )
-}
-
-#[cfg(feature = "libguestfs")]
 fn human(reports: &[RootReport], dry_run: bool, committed: bool) -> String {
     let mut text = String::new();
     let mut total = 0;

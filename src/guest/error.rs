@@ -44,6 +44,9 @@ pub enum GuestError {
     /// No operating system was found in the image.
     #[error("{image}: no operating system found (inspection found no root filesystem)")]
     NoOperatingSystem { image: PathBuf },
+    /// libguestfs is not installed (it is loaded at run time, only by sysprep).
+    #[error("libguestfs is not available: {message}")]
+    LibguestfsMissing { message: String },
     /// The appliance (or whatever the backend runs) could not be started.
     #[error("cannot start the libguestfs appliance for {image}: {message}")]
     Launch { image: PathBuf, message: String },
@@ -86,6 +89,11 @@ impl GuestError {
                 "install libguestfs with scripts/install-deps --guestfs; run \
                  libguestfs-test-tool to see why the appliance does not boot; \
                  LIBGUESTFS_BACKEND_SETTINGS=force_tcg forces software emulation"
+                    .to_owned(),
+            ),
+            Self::LibguestfsMissing { .. } => Some(
+                "install libguestfs-tools (apt-get install libguestfs-tools, or \
+                 scripts/install-deps --guestfs); only sysprep needs it"
                     .to_owned(),
             ),
             Self::NoOperatingSystem { .. } => {

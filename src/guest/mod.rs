@@ -18,7 +18,6 @@ pub mod cache;
 pub mod confine;
 mod error;
 pub mod glob;
-#[cfg(feature = "libguestfs")]
 pub mod libguestfs;
 #[cfg(test)]
 pub(crate) mod memory;

@@ -5,7 +5,7 @@
 //! follow symlinks on its own (the daemon would follow them inside its chroot, but
 //! confinement must not depend on that).
 
-use super::{call, inspect, Session};
+use super::{call, ffi, inspect, Session};
 use crate::guest::{
     FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount,
 };
@@ -20,7 +20,7 @@ const S_IFLNK: i64 = 0o120_000;
 /// (a stat is ~200 bytes on the wire).
 const LSTAT_BATCH: usize = 1000;
 
-fn metadata(stat: &guestfs::StatNS) -> Metadata {
+fn metadata(stat: &ffi::StatNS) -> Metadata {
     let kind = match stat.st_mode & S_IFMT {
         S_IFREG => FileKind::File,
         S_IFDIR => FileKind::Directory,

@@ -4,7 +4,7 @@
 //!
 //! Owns: picking the checker per filesystem type. Must not: repair anything.
 
-use super::{call, error_message, Session};
+use super::{call, ffi, Session};
 use crate::guest::Result;
 
 /// One filesystem's check.
@@ -31,17 +31,8 @@ impl Session {
         for (device, fstype) in filesystems {
             let verdict: Option<std::result::Result<(), String>> = match fstype.as_str() {
                 "xfs" => {
-                    let options = guestfs::XfsRepairOptArgs {
-                        forcelogzero: None,
+                    let options = ffi::XfsRepairOptArgs {
                         nomodify: Some(true),
-                        noprefetch: None,
-                        forcegeometry: None,
-                        maxmem: None,
-                        ihashsize: None,
-                        bhashsize: None,
-                        agstride: None,
-                        logdev: None,
-                        rtdev: None,
                     };
                     let code = call(
                         "xfs_repair",
@@ -56,14 +47,13 @@ impl Session {
                 }
                 "ext2" | "ext3" | "ext4" => Some(self.e2fsck_read_only(&device)?),
                 "btrfs" => {
-                    let options = guestfs::BtrfsFsckOptArgs {
-                        superblock: None,
+                    let options = ffi::BtrfsFsckOptArgs {
                         repair: Some(false),
                     };
                     Some(
                         self.handle
                             .btrfs_fsck(&device, options)
-                            .map_err(|e| error_message(&e)),
+                            .map_err(|e| e.to_string()),
                     )
                 }
                 _ => None,

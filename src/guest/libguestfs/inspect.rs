@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::{call, Session};
+use super::{call, ffi, Session};
 use crate::guest::probe::{probe_root, FstabEntry};
 use crate::guest::{Family, OsInfo, Result, SkippedMount};
 
@@ -143,11 +143,11 @@ fn disk_partition(disk: &str) -> Option<String> {
 }
 
 /// Every OS root libguestfs finds on the attached disk.
-pub fn inspect(handle: &guestfs::Handle) -> Result<Vec<OsInfo>> {
+pub fn inspect(handle: &ffi::Handle) -> Result<Vec<OsInfo>> {
     let roots = call("inspect_os", "/", handle.inspect_os())?;
     let mut found = Vec::with_capacity(roots.len());
     for root in roots {
-        let text = |value: std::result::Result<String, guestfs::Error>| value.unwrap_or_default();
+        let text = |value: std::result::Result<String, ffi::Error>| value.unwrap_or_default();
         let distro = text(handle.inspect_get_distro(&root));
         let mut mountpoints: Vec<(String, String)> = call(
             "inspect_get_mountpoints",
@@ -176,7 +176,7 @@ pub fn inspect(handle: &guestfs::Handle) -> Result<Vec<OsInfo>> {
 
 /// Mounts `os`'s filesystems, parents first. The root must mount; any other that
 /// does not is returned as skipped (virt-sysprep warns and goes on too).
-pub fn mount(handle: &guestfs::Handle, os: &OsInfo) -> Result<Vec<SkippedMount>> {
+pub fn mount(handle: &ffi::Handle, os: &OsInfo) -> Result<Vec<SkippedMount>> {
     let mut skipped = Vec::new();
     for (mountpoint, device) in &os.mountpoints {
         let result = handle.mount(device, mountpoint);
@@ -186,7 +186,7 @@ pub fn mount(handle: &guestfs::Handle, os: &OsInfo) -> Result<Vec<SkippedMount>>
             skipped.push(SkippedMount {
                 mountpoint: mountpoint.clone(),
                 device: device.clone(),
-                reason: super::error_message(&error),
+                reason: error.to_string(),
             });
         }
     }

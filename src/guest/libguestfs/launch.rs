@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{call, error_message};
+use super::{call, ffi};
 use crate::guest::{GuestError, Result};
 
 /// How the appliance ended up running.
@@ -47,7 +47,7 @@ pub struct Drive {
 
 /// A launched appliance.
 pub struct Launched {
-    pub handle: guestfs::Handle,
+    pub handle: ffi::Handle,
     pub accelerator: Accelerator,
     pub elapsed: Duration,
 }
@@ -84,7 +84,7 @@ pub fn launch(image: &Path, drive: &Drive) -> Result<Launched> {
                 }
                 return Ok(launched(handle, Accelerator::Kvm));
             }
-            Err(error) => kvm_failure = Some(error_message(&error)),
+            Err(error) => kvm_failure = Some(error.to_string()),
         }
     }
     let handle = handle_with(image, drive, true)?;
@@ -95,10 +95,17 @@ pub fn launch(image: &Path, drive: &Drive) -> Result<Launched> {
     Ok(launched(handle, Accelerator::Tcg))
 }
 
-fn handle_with(image: &Path, drive: &Drive, force_tcg: bool) -> Result<guestfs::Handle> {
-    let handle = guestfs::Handle::create().map_err(|e| GuestError::Launch {
-        image: image.to_path_buf(),
-        message: format!("cannot create a libguestfs handle: {}", error_message(&e)),
+fn handle_with(image: &Path, drive: &Drive, force_tcg: bool) -> Result<ffi::Handle> {
+    let handle = ffi::Handle::create().map_err(|e| match e {
+        ffi::Error::Unavailable(_) | ffi::Error::MissingSymbol { .. } => {
+            GuestError::LibguestfsMissing {
+                message: e.to_string(),
+            }
+        }
+        _ => GuestError::Launch {
+            image: image.to_path_buf(),
+            message: format!("cannot create a libguestfs handle: {e}"),
+        },
     })?;
     if force_tcg {
         call(
@@ -111,31 +118,17 @@ fn handle_with(image: &Path, drive: &Drive, force_tcg: bool) -> Result<guestfs::
         path: drive.path.display().to_string(),
         reason: "libguestfs needs a UTF-8 file name",
     })?;
-    let options = guestfs::AddDriveOptArgs {
+    let options = ffi::AddDriveOptArgs {
         readonly: Some(drive.readonly),
         format: Some(drive.format),
-        iface: None,
-        name: None,
-        label: None,
-        protocol: None,
-        server: None,
-        username: None,
-        secret: None,
-        cachemode: None,
-        discard: None,
-        copyonread: None,
     };
     call("add_drive", path, handle.add_drive(path, options))?;
     Ok(handle)
 }
 
-fn start_appliance(
-    handle: &guestfs::Handle,
-    image: &Path,
-    kvm_failure: Option<&str>,
-) -> Result<()> {
+fn start_appliance(handle: &ffi::Handle, image: &Path, kvm_failure: Option<&str>) -> Result<()> {
     handle.launch().map_err(|error| {
-        let mut message = error_message(&error);
+        let mut message = error.to_string();
         if let Some(kvm) = kvm_failure {
             message = format!("{message} (after a KVM launch failed: {kvm})");
         }
@@ -216,7 +209,7 @@ fn cache_key() -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.lines().next().map(str::to_owned))
         .unwrap_or_else(|| "none".to_owned());
-    let guestfs = guestfs::Handle::create()
+    let guestfs = ffi::Handle::create()
         .ok()
         .and_then(|h| h.version().ok())
         .map(|v| format!("guestfish {}.{}.{}{}", v.major, v.minor, v.release, v.extra))

@@ -1,8 +1,8 @@
 //! The libguestfs backend: one appliance launch per image, all writes into a qcow2
 //! overlay that reaches the image only on [`Session::commit`].
 //!
-//! Owns: the libguestfs handle (through the `guestfs` crate, the only place in imgferry
-//! that links libguestfs), the accelerator choice ([`launch`]), the write overlay
+//! Owns: the libguestfs handle (through [`ffi`], the only place in imgferry that loads
+//! libguestfs, at run time), the accelerator choice ([`launch`]), the write overlay
 //! ([`overlay`]) and inspection ([`inspect`]). Must not: know about sysprep operations;
 //! resolve guest paths itself (it receives [`Resolved`](super::Resolved) paths).
 //!
@@ -12,6 +12,7 @@
 //! appliance has shut down cleanly — merges the overlay into the image with
 //! `qemu-img commit`. A dry run adds the image read-only and never writes a byte.
 
+pub mod ffi;
 mod fs;
 mod fscheck;
 mod inspect;
@@ -38,7 +39,7 @@ pub enum Access {
 
 /// One launched appliance with one image attached.
 pub struct Session {
-    handle: guestfs::Handle,
+    handle: ffi::Handle,
     image: PathBuf,
     overlay: Option<Overlay>,
     accelerator: Accelerator,
@@ -113,40 +114,15 @@ impl Session {
     }
 }
 
-/// Turns a `guestfs` crate result into ours. Its error type only implements `Debug`,
-/// so the message is recovered from that text (see [`error_message`]).
+/// Turns a libguestfs result into ours, naming the operation and the path.
 fn call<T>(
     operation: &'static str,
     path: impl Into<String>,
-    result: std::result::Result<T, guestfs::Error>,
+    result: std::result::Result<T, ffi::Error>,
 ) -> Result<T> {
     result.map_err(|error| GuestError::Backend {
         operation,
         path: path.into(),
-        message: error_message(&error),
+        message: error.to_string(),
     })
-}
-
-/// The human part of a `guestfs::Error`: its fields are private and it has no
-/// `Display`, so take the `message: "..."` string out of the `Debug` text.
-fn error_message(error: &guestfs::Error) -> String {
-    let debug = format!("{error:?}");
-    let Some(start) = debug.find("message: \"") else {
-        return debug;
-    };
-    let mut message = String::new();
-    let mut chars = debug[start + 10..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return message,
-            '\\' => match chars.next() {
-                Some('n') => message.push(' '),
-                Some('t') => message.push(' '),
-                Some(other) => message.push(other),
-                None => break,
-            },
-            other => message.push(other),
-        }
-    }
-    debug
 }
