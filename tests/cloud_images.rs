@@ -1,6 +1,6 @@
 //! `imgferry images list|show` against the real Keystone + Glance of `scripts/dev-cloud`,
 //! cross-checked with the real `openstack` client: listings and records agree, a private
-//! image of `source` is invisible to `target`, `--project` rescoping, pagination, and the
+//! image of `source` is invisible to `target`, `--os-project-name`/`--os-project-id` rescoping, pagination, and the
 //! errors for a wrong password, an unknown image and an ambiguous name.
 //!
 //! The dev cloud is started once per test binary (`scripts/dev-cloud up` is idempotent).
@@ -395,16 +395,16 @@ fn a_wrong_password_is_a_clear_error_that_never_shows_a_password() {
 }
 
 #[test]
-fn project_flag_rescopes_to_projects_the_credentials_may_use() {
-    let listed = images_json("c1-source", &["list", "--project", "source"]);
+fn os_project_flags_rescope_to_projects_the_credentials_may_use() {
+    let listed = images_json("c1-source", &["list", "--os-project-name", "source"]);
     assert_eq!(listed["project"]["name"], "source");
     let by_id = listed["project"]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        images_json("c1-source", &["list", "--project", &by_id])["project"]["id"],
+        images_json("c1-source", &["list", "--os-project-id", &by_id])["project"]["id"],
         by_id.as_str()
     );
 
-    let out = images("c1-source", &["list", "--project", "target"]);
+    let out = images("c1-source", &["list", "--os-project-name", "target"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = stderr_of(&out);
     assert!(
@@ -417,6 +417,26 @@ fn project_flag_rescopes_to_projects_the_credentials_may_use() {
         stderr.contains(&format!("hint: projects available: source ({by_id})")),
         "{stderr}"
     );
+
+    // OS_PROJECT_NAME / OS_PROJECT_ID do the same, as for the openstack CLI.
+    let dev = dev_cloud();
+    for (var, value) in [
+        ("OS_PROJECT_NAME", "target"),
+        ("OS_PROJECT_ID", by_id.as_str()),
+    ] {
+        let mut cmd = common::imgferry();
+        clean_env(&mut cmd, dev.clouds_yaml());
+        cmd.env(var, value)
+            .args(["images", "list", "--json", "--os-cloud", "c1-source"]);
+        let out = common::run(&mut cmd);
+        let expected_ok = var == "OS_PROJECT_ID";
+        assert_eq!(
+            out.status.success(),
+            expected_ok,
+            "{var}: {}",
+            stderr_of(&out)
+        );
+    }
 }
 
 #[test]
@@ -659,7 +679,7 @@ fn application_credentials_and_tokens_authenticate_for_real() {
         "list",
         "--os-cloud",
         "appcred",
-        "--project",
+        "--os-project-name",
         "target",
     ]));
     assert_eq!(out.status.code(), Some(1));

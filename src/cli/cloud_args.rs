@@ -1,8 +1,10 @@
 //! Flags shared by every command that talks to a cloud (`images`, and later `download`,
 //! `upload`, `share`, `migrate`), and the connection they lead to.
 //!
-//! Owns `--os-cloud` / `OS_CLOUD` and `--project`, and turning them into a connected
-//! [`Glance`]. It must not print except through [`Output`].
+//! Owns `--os-cloud` / `OS_CLOUD` and `--os-project-name` / `--os-project-id` (with
+//! `OS_PROJECT_NAME` / `OS_PROJECT_ID`, as the openstack CLI reads them), and turning them
+//! into a connected [`Glance`]. `--project` is left to commands that name another project
+//! (`share`, `migrate`). It must not print except through [`Output`].
 
 use super::{Failure, Output};
 use crate::cloud::config::{CloudCatalog, ConfigEnv};
@@ -20,9 +22,24 @@ pub struct CloudArgs {
         global = true
     )]
     pub os_cloud: Option<String>,
-    /// Work in this project (name or id) with the cloud's credentials.
-    #[arg(long, value_name = "NAME_OR_ID", global = true)]
-    pub project: Option<String>,
+    /// Work in this project (by name) with the cloud's credentials, instead of the one
+    /// configured for the cloud.
+    #[arg(
+        long = "os-project-name",
+        env = "OS_PROJECT_NAME",
+        value_name = "NAME",
+        global = true,
+        conflicts_with = "os_project_id"
+    )]
+    pub os_project_name: Option<String>,
+    /// Work in this project (by id) with the cloud's credentials.
+    #[arg(
+        long = "os-project-id",
+        env = "OS_PROJECT_ID",
+        value_name = "ID",
+        global = true
+    )]
+    pub os_project_id: Option<String>,
 }
 
 impl CloudArgs {
@@ -31,7 +48,11 @@ impl CloudArgs {
         let config = CloudCatalog::load(&ConfigEnv::from_process())?
             .select(self.os_cloud.as_deref().filter(|name| !name.is_empty()))?;
         let options = SessionOptions {
-            project: self.project.clone(),
+            project: self
+                .os_project_id
+                .clone()
+                .or_else(|| self.os_project_name.clone())
+                .filter(|project| !project.is_empty()),
             ..SessionOptions::default()
         };
         let session = Session::connect(&config, &options, &output.reporter())?;

@@ -114,3 +114,15 @@ impl From<crate::sysprep::SysprepError> for Failure {
         }
     }
 }
+
+impl From<crate::transfer::TransferError> for Failure {
+    fn from(error: crate::transfer::TransferError) -> Self {
+        let code = error.exit_code();
+        let hint = error.hint();
+        Self {
+            error: Box::new(error),
+            code,
+            hint,
+        }
+    }
+}

@@ -169,7 +169,7 @@ fn details(image: &Image) -> String {
 }
 
 /// Server text with control characters (terminal escapes) replaced.
-fn printable(text: &str) -> String {
+pub(super) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()

@@ -7,12 +7,16 @@ mod amend;
 mod check;
 mod cloud_args;
 mod convert;
+mod download;
 mod failure;
 mod images;
 mod info;
 mod manifest;
 mod output;
+mod share;
 mod sysprep;
+mod transfer_args;
+mod upload;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +69,12 @@ pub enum Command {
     Manifest(manifest::ManifestArgs),
     /// List or show the images of an OpenStack project (Glance v2).
     Images(images::ImagesArgs),
+    /// Download an image to a file, verified against Glance's checksum and os_hash_value.
+    Download(download::DownloadArgs),
+    /// Upload a file as a new image, verified against what Glance recorded.
+    Upload(upload::UploadArgs),
+    /// Share an image with another project, or accept a share (run as that project).
+    Share(share::ShareArgs),
     /// Strip host identity from a guest image (virt-sysprep's operation words).
     Sysprep(sysprep::SysprepArgs),
 }
@@ -92,6 +102,9 @@ pub fn main() -> i32 {
         Command::Verify(args) => verify::run(args, &output),
         Command::Manifest(args) => manifest::run(args, &output),
         Command::Images(args) => images::run(args, &output),
+        Command::Download(args) => download::run(args, &output),
+        Command::Upload(args) => upload::run(args, &output),
+        Command::Share(args) => share::run(args, &output),
         Command::Sysprep(args) => sysprep::run(args, &output),
     };
     match result {

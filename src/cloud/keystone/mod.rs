@@ -2,7 +2,7 @@
 //! requests that survive token expiry.
 //!
 //! Owns authentication (issue, re-issue ahead of expiry, replay once on a 401),
-//! `--project` rescoping and endpoint lookup. Requests sent through [`Session::send`] must
+//! rescoping to another project (`--os-project-name`/`--os-project-id`) and endpoint lookup. Requests sent through [`Session::send`] must
 //! be replayable (no streamed body). It must not know any service's API beyond Keystone.
 
 mod catalog;
@@ -27,7 +27,8 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(10 * 60);
 /// Choices made on the command line rather than in clouds.yaml.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
-    /// `--project NAME_OR_ID`: scope to this project instead of the configured one.
+    /// `--os-project-name` / `--os-project-id`: scope to this project (name or id)
+    /// instead of the configured one.
     pub project: Option<String>,
     pub http: HttpOptions,
 }
