@@ -17,6 +17,7 @@ pub mod disk;
 pub mod exit;
 pub mod guest;
 pub mod hash;
+pub mod pipeline;
 pub mod report;
 pub mod sysprep;
 pub mod transfer;

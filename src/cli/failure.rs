@@ -126,3 +126,15 @@ impl From<crate::transfer::TransferError> for Failure {
         }
     }
 }
+
+impl From<crate::pipeline::PipelineError> for Failure {
+    fn from(error: crate::pipeline::PipelineError) -> Self {
+        let code = error.exit_code();
+        let hint = error.hint();
+        Self {
+            error: Box::new(error),
+            code,
+            hint,
+        }
+    }
+}

@@ -12,6 +12,8 @@ mod failure;
 mod images;
 mod info;
 mod manifest;
+mod migrate;
+mod migrate_text;
 mod output;
 mod share;
 mod sysprep;
@@ -77,6 +79,10 @@ pub enum Command {
     Share(share::ShareArgs),
     /// Strip host identity from a guest image (virt-sysprep's operation words).
     Sysprep(sysprep::SysprepArgs),
+    /// Move an image to another project or cloud: verified, sysprepped, resumable.
+    Migrate(migrate::MigrateArgs),
+    /// `migrate` with every default sysprep operation: a clean template from a clone.
+    Template(migrate::MigrateArgs),
 }
 
 /// Parses argv, runs the command and returns the process exit code.
@@ -106,6 +112,8 @@ pub fn main() -> i32 {
         Command::Upload(args) => upload::run(args, &output),
         Command::Share(args) => share::run(args, &output),
         Command::Sysprep(args) => sysprep::run(args, &output),
+        Command::Migrate(args) => migrate::run(args, migrate::Flavour::Migrate, &output),
+        Command::Template(args) => migrate::run(args, migrate::Flavour::Template, &output),
     };
     match result {
         Ok(code) => code.code(),
