@@ -18,6 +18,7 @@ use crate::cloud::keystone::{Session, SessionOptions};
 use crate::disk::qcow2::writer::Compat;
 use crate::exit::ExitCode;
 use crate::pipeline::glance::GlanceSource;
+use crate::pipeline::glance_target::GlanceTarget;
 use crate::pipeline::local::{FileSource, FileTarget};
 use crate::pipeline::{
     self, DiskFormat, OutputChoice, PropertyEdits, Request, Source, Stage, Target,
@@ -201,13 +202,13 @@ fn source(args: &MigrateArgs, reporter: &dyn Reporter) -> Result<Box<dyn Source>
     Ok(Box::new(GlanceSource::new(glance, wanted)))
 }
 
-fn target(args: &MigrateArgs, _reporter: &dyn Reporter) -> Result<Box<dyn Target>, Failure> {
+fn target(args: &MigrateArgs, reporter: &dyn Reporter) -> Result<Box<dyn Target>, Failure> {
     match &args.to_file {
         Some(path) => Ok(Box::new(FileTarget::new(path))),
-        None => Err(Failure::new(
-            "uploading to Glance needs the transfer layer (issue #3), not in this build yet",
-        )
-        .with_hint("use --to-file, then `openstack image create --file`")),
+        None => {
+            let glance = connect(args.to.as_deref(), args.project.as_deref(), reporter)?;
+            Ok(Box::new(GlanceTarget::new(glance)))
+        }
     }
 }
 

@@ -148,7 +148,9 @@ pub fn summary_text(summary: &Summary) -> String {
         .stages
         .iter()
         .map(|s| {
-            if s.resumed {
+            if s.skipped {
+                format!("{} (not needed)", s.stage)
+            } else if s.resumed {
                 format!("{} (earlier run)", s.stage)
             } else {
                 format!("{} {:.1}s", s.stage, s.seconds)

@@ -101,23 +101,22 @@ pub struct TargetImage {
 
 /// Where an image goes.
 pub trait Target {
-    /// An image an earlier run of the same request made (matched by provenance).
+    /// An image an earlier run of the same request made (matched by its provenance),
+    /// finished or not.
     fn find_existing(&mut self, spec: &TargetSpec) -> Result<Option<TargetImage>>;
-    /// The current record of `image`, or `None` when it is gone.
-    fn refresh(&mut self, image: &TargetImage) -> Result<Option<TargetImage>>;
-    /// Creates the (empty) target image.
-    fn create(&mut self, spec: &TargetSpec) -> Result<TargetImage>;
-    /// Sends `file` (whose digests are `digests`) into `image` and verifies what the
-    /// target recorded against them.
+    /// Creates the target image from `file` (whose digests are `digests`), verifies what
+    /// the target recorded against them, and returns it `active`. On failure nothing is
+    /// left behind (an unfinished image is deleted).
     fn upload(
         &mut self,
-        image: &TargetImage,
+        spec: &TargetSpec,
         file: &Path,
         digests: &FileDigests,
         reporter: &dyn Reporter,
     ) -> Result<TargetImage>;
-    /// Waits until `image` is usable.
+    /// Checks that `image` is (still) `active`.
     fn wait_active(&mut self, image: &TargetImage, reporter: &dyn Reporter) -> Result<TargetImage>;
-    /// Deletes an image that will not be finished (e.g. left `saving` by a killed run).
+    /// Deletes an image that will not be finished (left `queued`/`saving` by a run
+    /// that was killed).
     fn discard(&mut self, image: &TargetImage) -> Result<()>;
 }

@@ -21,6 +21,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Cloud(#[from] crate::cloud::CloudError),
     #[error(transparent)]
+    Transfer(#[from] crate::transfer::TransferError),
+    #[error(transparent)]
     Guest(#[from] crate::guest::GuestError),
     #[error(transparent)]
     Sysprep(#[from] crate::sysprep::SysprepError),
@@ -89,6 +91,7 @@ impl PipelineError {
             Self::Disk(e) => e.exit_code(),
             Self::Hash(e) => e.exit_code(),
             Self::Cloud(e) => e.exit_code(),
+            Self::Transfer(e) => e.exit_code(),
             Self::Guest(e) => e.exit_code(),
             Self::Sysprep(e) => e.exit_code(),
             Self::InvalidProperty { .. } => ExitCode::Usage,
@@ -102,6 +105,7 @@ impl PipelineError {
         match self {
             Self::Disk(e) => e.hint(),
             Self::Cloud(e) => e.hint(),
+            Self::Transfer(e) => e.hint(),
             Self::Guest(e) => e.hint(),
             Self::Sysprep(e) => e.hint(),
             Self::TooManyProperties { .. } => {

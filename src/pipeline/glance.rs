@@ -2,16 +2,19 @@
 //! read before anything is downloaded (not active, deactivated, volume-backed).
 //!
 //! Owns the translation of a Glance record into a [`SourceRecord`]. The data itself is
-//! the transfer layer's job (verified download). Must not print.
+//! the transfer layer's job (verified, resumable download). Must not print.
 
 use std::path::Path;
 
 use serde_json::Value;
 
+use super::copy::hash_local;
 use super::endpoints::{FileDigests, Source, SourceRecord};
 use super::error::{PipelineError, Result};
 use crate::cloud::glance::{Glance, Image};
+use crate::hash::Algorithm;
 use crate::report::Reporter;
+use crate::transfer::{download, DownloadOptions};
 
 /// The Glance image `wanted` (id or name) in the cloud `glance` speaks to.
 pub struct GlanceSource {
@@ -106,15 +109,46 @@ impl Source for GlanceSource {
 
     fn download(
         &mut self,
-        _record: &SourceRecord,
-        _destination: &Path,
-        _reporter: &dyn Reporter,
+        record: &SourceRecord,
+        destination: &Path,
+        reporter: &dyn Reporter,
     ) -> Result<FileDigests> {
-        Err(PipelineError::Unsupported(
-            "downloading from Glance needs the transfer layer (issue #3), not in this build yet: \
-             save the image with `openstack image save` and use --from-file"
-                .to_owned(),
-        ))
+        // A fresh record: the transfer verifies against what Glance says now, and the
+        // image must still be the one the run started with.
+        let image = self.glance.show(&record.id)?;
+        let now = record_of(&record.cloud, image.clone())?;
+        if now.hash != record.hash || now.size != record.size {
+            return Err(PipelineError::HashMismatch {
+                what: format!("source image {} changed since this run read it", record.id),
+                expected: record
+                    .hash
+                    .clone()
+                    .unwrap_or_else(|| record.size.to_string()),
+                actual: now.hash.clone().unwrap_or_else(|| now.size.to_string()),
+            });
+        }
+        let options = DownloadOptions {
+            require_hash: false,
+            resume_partial: true,
+            ..DownloadOptions::default()
+        };
+        let downloaded = download(&mut self.glance, &image, destination, &options, reporter)?;
+        let hex = |algorithm| {
+            downloaded
+                .digests
+                .iter()
+                .find(|d| d.algorithm == algorithm)
+                .map(|d| d.hex())
+        };
+        match (hex(Algorithm::Md5), hex(Algorithm::Sha512)) {
+            (Some(md5), Some(sha512)) => Ok(FileDigests {
+                bytes: downloaded.bytes,
+                md5,
+                sha512,
+            }),
+            // Glance hashes with another algorithm here: one more local pass for sha512.
+            _ => hash_local(destination, reporter),
+        }
     }
 }
 

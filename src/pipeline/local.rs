@@ -99,17 +99,9 @@ impl Target for FileTarget {
         Ok(None)
     }
 
-    fn refresh(&mut self, image: &TargetImage) -> Result<Option<TargetImage>> {
-        Ok(Some(image.clone()))
-    }
-
-    fn create(&mut self, _spec: &TargetSpec) -> Result<TargetImage> {
-        Ok(self.image("queued"))
-    }
-
     fn upload(
         &mut self,
-        _image: &TargetImage,
+        _spec: &TargetSpec,
         file: &Path,
         digests: &FileDigests,
         reporter: &dyn Reporter,

@@ -16,6 +16,7 @@ mod copy;
 pub mod endpoints;
 mod error;
 pub mod glance;
+pub mod glance_target;
 pub mod local;
 pub mod properties;
 mod run;

@@ -25,6 +25,8 @@ pub struct StageReport {
     pub seconds: f64,
     /// Done by an earlier run (this one skipped it).
     pub resumed: bool,
+    /// Not needed: the target image already existed.
+    pub skipped: bool,
 }
 
 /// What a finished run did.
@@ -183,7 +185,8 @@ pub fn run(
     let work_dir = &request.work_dir;
     let state_file = StateFile::in_dir(work_dir);
     if request.restart {
-        discard_unfinished_target(&state_file, request, target, reporter)?;
+        // An unfinished target image of an earlier run is found and deleted by the
+        // upload stage (by its provenance); a finished one is reused there.
         clear_work_dir(work_dir)?;
     }
     create_private_dir(work_dir)?;
@@ -209,6 +212,17 @@ pub fn run(
                 stage: stage.name(),
                 seconds: record.seconds,
                 resumed: true,
+                skipped: false,
+            });
+            continue;
+        }
+        if state.target_reused && stage != Stage::Active {
+            // The target exists already: nothing to download, change or send.
+            stages.push(StageReport {
+                stage: stage.name(),
+                seconds: 0.0,
+                resumed: false,
+                skipped: true,
             });
             continue;
         }
@@ -230,6 +244,7 @@ pub fn run(
             stage: stage.name(),
             seconds,
             resumed: false,
+            skipped: false,
         });
         if request.stop_after == Some(stage) {
             return Err(PipelineError::TestStop {
@@ -240,7 +255,13 @@ pub fn run(
     let source_record = state.source.clone().ok_or_else(|| missing("source"))?;
     let target_image = state.target.clone().ok_or_else(|| missing("target"))?;
     let hash = provenance_hash(&state)?;
-    let spec = target_spec(request, &source_record, &target_disk_format(&state)?, hash)?;
+    let disk_format = state
+        .convert
+        .as_ref()
+        .map_or(source_record.disk_format.as_str(), |c| {
+            c.disk_format.as_str()
+        });
+    let spec = target_spec(request, &source_record, disk_format, hash)?;
     let properties = plan_properties(&source_record.properties, &request.edits, &spec.provenance)?;
     let work_dir_removed = !request.keep_work_dir && clear_work_dir(work_dir)?;
     Ok(Summary {
@@ -273,15 +294,6 @@ fn provenance_hash(state: &State) -> Result<String> {
     }
 }
 
-fn target_disk_format(state: &State) -> Result<String> {
-    Ok(state
-        .convert
-        .as_ref()
-        .ok_or_else(|| missing("convert"))?
-        .disk_format
-        .clone())
-}
-
 fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -289,31 +301,6 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| PipelineError::io("create the work dir", dir, e))
-}
-
-/// With `--restart`, a target image an earlier run created but did not finish is
-/// deleted (a finished one is kept: it is found again by its provenance).
-fn discard_unfinished_target(
-    state_file: &StateFile,
-    request: &Request,
-    target: &mut dyn Target,
-    reporter: &dyn Reporter,
-) -> Result<()> {
-    let Ok(Some(state)) = state_file.load(&request.digest) else {
-        return Ok(());
-    };
-    if let Some(image) = state.target.filter(|image| image.status != "active") {
-        if let Some(current) = target.refresh(&image)? {
-            if current.status != "active" {
-                reporter.warn(&format!(
-                    "deleting unfinished target image {} ({})",
-                    current.id, current.status
-                ));
-                target.discard(&current)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn stage_event(stage: Stage, seconds: f64, state: &State) -> Event {
@@ -376,6 +363,18 @@ fn run_stage(
         Stage::Source => {
             let record = source.read_record(reporter)?;
             check_hash(&record, request, reporter)?;
+            if let Some(hash) = record.hash.clone() {
+                // The source hash is known up front: an image a finished earlier run
+                // made is found before anything is downloaded.
+                let spec = target_spec(request, &record, &record.disk_format, hash)?;
+                if let Some(found) = target.find_existing(&spec)? {
+                    if found.status == "active" {
+                        reporter.event(found_event(&found));
+                        state.target = Some(found);
+                        state.target_reused = true;
+                    }
+                }
+            }
             state.source = Some(record);
         }
         Stage::Space => {
@@ -411,7 +410,7 @@ fn run_stage(
             state.output = Some(hash_local(&work_dir.join(&record.file), reporter)?);
             state.convert = Some(record);
         }
-        Stage::Upload => upload_stage(request, state, state_file, target, reporter)?,
+        Stage::Upload => upload_stage(request, state, target, reporter)?,
         Stage::Active => {
             let image = state.target.clone().ok_or_else(|| missing("target"))?;
             state.target = Some(target.wait_active(&image, reporter)?);
@@ -420,10 +419,18 @@ fn run_stage(
     Ok(())
 }
 
+fn found_event(found: &TargetImage) -> Event {
+    Event::new(
+        "migrate.found",
+        format!("image {} from an earlier run of this request", found.id),
+    )
+    .with("image_id", found.id.as_str())
+    .with("status", found.status.as_str())
+}
+
 fn upload_stage(
     request: &Request,
     state: &mut State,
-    state_file: &StateFile,
     target: &mut dyn Target,
     reporter: &dyn Reporter,
 ) -> Result<()> {
@@ -436,46 +443,22 @@ fn upload_stage(
         &convert.disk_format,
         provenance_hash(state)?,
     )?;
-    let mut image = match &state.target {
-        Some(known) => target.refresh(known)?,
-        None => target.find_existing(&spec)?.inspect(|found| {
+    if let Some(found) = target.find_existing(&spec)? {
+        if found.status == "active" {
+            reporter.event(found_event(&found));
+            state.target = Some(found);
             state.target_reused = true;
-            reporter.event(
-                Event::new(
-                    "migrate.found",
-                    format!("image {} from an earlier run of this request", found.id),
-                )
-                .with("image_id", found.id.as_str())
-                .with("status", found.status.as_str()),
-            );
-        }),
-    };
-    if let Some(current) = &image {
-        if current.status == "active" {
-            state.target = image;
             return Ok(());
         }
-        if current.status != "queued" {
-            // Left `saving` (or worse) by a run that died mid-upload: Glance cannot resume it.
-            reporter.warn(&format!(
-                "deleting unfinished target image {} ({})",
-                current.id, current.status
-            ));
-            target.discard(current)?;
-            image = None;
-        }
+        // Left `queued`/`saving` by a run that died mid-upload: Glance cannot resume it.
+        reporter.warn(&format!(
+            "deleting unfinished target image {} ({}) left by an earlier run",
+            found.id, found.status
+        ));
+        target.discard(&found)?;
     }
-    let image = match image {
-        Some(queued) => queued,
-        None => {
-            let created = target.create(&spec)?;
-            state.target = Some(created.clone());
-            state.target_reused = false;
-            state_file.save(state)?;
-            created
-        }
-    };
     let file = request.work_dir.join(&convert.file);
-    state.target = Some(target.upload(&image, &file, &output, reporter)?);
+    state.target = Some(target.upload(&spec, &file, &output, reporter)?);
+    state.target_reused = false;
     Ok(())
 }

@@ -18,6 +18,8 @@ use crate::disk::output::AtomicFile;
 pub const STATE_FILE: &str = "state.json";
 /// The downloaded source image inside the work dir.
 pub const SOURCE_FILE: &str = "source.img";
+/// The download in progress (the transfer layer's `.part` name).
+pub const SOURCE_PART_FILE: &str = "source.img.part";
 /// The converted image inside the work dir (only when the format changes).
 pub const OUTPUT_FILE: &str = "output.img";
 /// A state file is a few kilobytes; anything this large is not one of ours.
@@ -116,7 +118,7 @@ pub struct State {
     pub convert: Option<ConvertRecord>,
     /// Digests of the file handed to the target.
     pub output: Option<FileDigests>,
-    /// The target image, recorded as soon as it exists (before any data is sent).
+    /// The target image, once uploaded and verified.
     pub target: Option<TargetImage>,
     /// Set when the target image was found from an earlier run rather than created.
     pub target_reused: bool,
@@ -231,7 +233,8 @@ pub fn clear_work_dir(work_dir: &Path) -> Result<bool> {
         let entry = entry.map_err(|e| PipelineError::io("list", work_dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let ours = [STATE_FILE, SOURCE_FILE, OUTPUT_FILE].contains(&name.as_ref())
+        let ours = [STATE_FILE, SOURCE_FILE, OUTPUT_FILE, SOURCE_PART_FILE]
+            .contains(&name.as_ref())
             || (name.starts_with('.')
                 && (name.ends_with(".imgferry-tmp") || name.contains(".imgferry-overlay-")));
         if ours {

@@ -161,7 +161,6 @@ pub fn format_step(
 }
 
 /// Runs sysprep on `image` (or, with `options.dry_run`, only plans it, read-only).
-#[cfg(feature = "libguestfs")]
 pub fn sysprep_image(
     image: &Path,
     options: &sysprep::Options,
@@ -196,18 +195,6 @@ pub fn sysprep_image(
             })
             .collect(),
     })
-}
-
-/// Without the libguestfs backend there is no sysprep.
-#[cfg(not(feature = "libguestfs"))]
-pub fn sysprep_image(
-    _image: &Path,
-    _options: &sysprep::Options,
-    _reporter: &dyn Reporter,
-) -> Result<SysprepRecord> {
-    Err(super::PipelineError::Unsupported(
-        "this imgferry was built without the libguestfs backend: use --no-sysprep".to_owned(),
-    ))
 }
 
 #[cfg(test)]
