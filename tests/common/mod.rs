@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod dev_cloud;
+pub mod fault_proxy;
+
 /// A command running the imgferry binary built for this test run.
 pub fn imgferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_imgferry"))

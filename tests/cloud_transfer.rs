@@ -1,0 +1,703 @@
+//! `imgferry download`, `upload` and `share` against the real Keystone + Glance of
+//! `scripts/dev-cloud`, with the real `openstack` client and `qemu-img` as oracles, and a
+//! fault-injecting proxy (tests/common/fault_proxy.rs) in front of the real Glance for
+//! flipped bytes, dropped connections and 503 bursts.
+//!
+//! Every imgferry run made here is checked for the dev cloud's passwords in its stdout
+//! and stderr (`run_imgferry`), so no test of this file can leak one unnoticed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::dev_cloud::{clean_env, dev_cloud, openstack, unique_name};
+use common::fault_proxy::{Fault, FaultProxy, Rule};
+use serde_json::Value;
+
+/// What one imgferry run printed.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+
+    fn result(&self) -> Value {
+        assert_eq!(self.code, Some(0), "{}{}", self.stdout, self.stderr);
+        self.lines()
+            .into_iter()
+            .find(|v| v["type"] == "result")
+            .unwrap_or_else(|| panic!("no result line in {}", self.stdout))
+    }
+
+    fn events(&self, kind: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|v| v["type"] == "event" && v["kind"] == kind)
+            .collect()
+    }
+
+    fn error(&self) -> String {
+        let error = self
+            .lines()
+            .into_iter()
+            .find(|v| v["type"] == "error")
+            .map(|v| v["message"].as_str().unwrap_or_default().to_owned());
+        error.unwrap_or_else(|| self.stderr.clone())
+    }
+}
+
+/// Runs `imgferry ARGS` with `clouds_yaml`, asserting no password reaches its output.
+fn run_imgferry(clouds_yaml: &str, args: &[&str]) -> Run {
+    let mut cmd = common::imgferry();
+    clean_env(&mut cmd, clouds_yaml);
+    cmd.args(args);
+    let out = common::run(&mut cmd);
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    for password in dev_cloud().passwords() {
+        assert!(
+            !run.stdout.contains(password) && !run.stderr.contains(password),
+            "a password leaked in imgferry {args:?}:\n{}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    run
+}
+
+/// `imgferry ARGS --os-cloud CLOUD --json` with the dev cloud's clouds.yaml.
+fn imgferry(cloud: &str, args: &[&str]) -> Run {
+    let dev = dev_cloud();
+    let mut all = args.to_vec();
+    all.extend(["--os-cloud", cloud, "--json"]);
+    if matches!(args.first(), Some(&"download" | &"upload")) {
+        all.extend(["--retry-delay", "0.05"]);
+    }
+    run_imgferry(dev.clouds_yaml(), &all)
+}
+
+/// Images (by name) deleted from their cloud when the test ends, even by a panic.
+struct Cleanup(Vec<(String, String)>);
+
+impl Cleanup {
+    fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    /// A unique name, remembered for deletion in `cloud`.
+    fn name(&mut self, cloud: &str, label: &str) -> String {
+        let name = unique_name(label);
+        self.0.push((cloud.to_owned(), name.clone()));
+        name
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for (cloud, name) in &self.0 {
+            for id in ids_named(cloud, name) {
+                let _ = std::panic::catch_unwind(|| openstack(cloud, &["image", "delete", &id]));
+            }
+        }
+    }
+}
+
+fn ids_named(cloud: &str, name: &str) -> Vec<String> {
+    openstack(
+        cloud,
+        &["image", "list", "--name", name, "-f", "value", "-c", "ID"],
+    )
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Glance's SQLite answers concurrent writes with "database is locked": one creator at a
+/// time within this binary (other binaries may still collide; imgferry retries 5xx).
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A raw image of `mib` MiB: pseudo-random data with holes in between.
+fn raw_image(dir: &Path, mib: usize, seed: u64) -> PathBuf {
+    let path = dir.join(format!("disk-{seed}.raw"));
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len((mib as u64) << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    for (index, at) in [0usize, mib / 2, mib - 1].into_iter().enumerate() {
+        let data = common::random_bytes(512 << 10, seed + index as u64);
+        file.write_all_at(&data, (at as u64) << 20).unwrap();
+    }
+    path
+}
+
+/// A qcow2 image (qemu-img) of 16 MiB with a few written ranges.
+fn qcow2_image(dir: &Path) -> PathBuf {
+    let path = dir.join("disk.qcow2");
+    common::qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        common::path_str(&path),
+        "16M",
+    ]);
+    common::qemu_io(
+        "qcow2",
+        &path,
+        &[
+            "write -P 0x5a 0 1M",
+            "write -P 0xa5 7M 512k",
+            "write -z 12M 1M",
+        ],
+    );
+    path
+}
+
+fn upload(cloud: &str, file: &Path, name: &str, extra: &[&str]) -> Run {
+    let _turn = turn();
+    let mut args = vec!["upload", common::path_str(file), "--name", name];
+    args.extend(extra);
+    imgferry(cloud, &args)
+}
+
+fn md5_hex(path: &Path) -> String {
+    let out = common::run_ok(Command::new("md5sum").arg(path));
+    out.split_whitespace().next().unwrap().to_owned()
+}
+
+fn assert_no_file(path: &Path) {
+    assert!(!path.exists(), "{} exists", path.display());
+    let part = PathBuf::from(format!("{}.part", path.display()));
+    assert!(!part.exists(), "{} exists", part.display());
+}
+
+#[test]
+fn raw_and_qcow2_round_trips_keep_every_byte() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    for (file, format) in [
+        (raw_image(dir.path(), 6, 11), "raw"),
+        (qcow2_image(dir.path()), "qcow2"),
+    ] {
+        let name = cleanup.name("c1-source", format);
+        let uploaded = upload("c1-source", &file, &name, &[]).result();
+        let image = &uploaded["image"];
+        assert_eq!(image["disk_format"], format, "detected from the content");
+        assert_eq!(image["status"], "active");
+        assert_eq!(image["checksum"].as_str().unwrap(), md5_hex(&file));
+        assert_eq!(
+            uploaded["verified"],
+            serde_json::json!(["size", "checksum", "os_hash_value"])
+        );
+        let id = image["id"].as_str().unwrap();
+
+        let back = dir.path().join(format!("back.{format}"));
+        let downloaded = imgferry(
+            "c1-source",
+            &["download", id, "-o", common::path_str(&back)],
+        );
+        let result = downloaded.result();
+        assert_eq!(
+            result["verified"],
+            serde_json::json!(["os_hash_value", "checksum"])
+        );
+        assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&file).unwrap());
+        common::assert_same_content(&file, &back);
+        assert_eq!(common::qemu_img_info(&back)["format"], format);
+        assert!(!PathBuf::from(format!("{}.part", back.display())).exists());
+        // The download of the raw file keeps its holes.
+        if format == "raw" {
+            use std::os::unix::fs::MetadataExt;
+            let allocated = std::fs::metadata(&back).unwrap().blocks() * 512;
+            assert!(allocated <= 2 << 20, "{allocated} bytes allocated");
+        }
+    }
+}
+
+#[test]
+fn interoperates_with_the_openstack_client_both_ways() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let file = raw_image(dir.path(), 4, 21);
+
+    // openstack image create --file -> imgferry download.
+    let theirs = cleanup.name("c1-source", "by-openstack");
+    let created: Value = {
+        let _turn = turn();
+        serde_json::from_str(&openstack(
+            "c1-source",
+            &[
+                "image",
+                "create",
+                "-f",
+                "json",
+                "--disk-format",
+                "raw",
+                "--container-format",
+                "bare",
+                "--file",
+                common::path_str(&file),
+                &theirs,
+            ],
+        ))
+        .unwrap()
+    };
+    let out = dir.path().join("from-openstack.raw");
+    let run = imgferry(
+        "c1-source",
+        &["download", &theirs, "-o", common::path_str(&out)],
+    );
+    assert_eq!(run.result()["image"]["id"], created["id"]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+
+    // imgferry upload -> openstack image save.
+    let qcow2 = qcow2_image(dir.path());
+    let ours = cleanup.name("c1-source", "by-imgferry");
+    let uploaded = upload(
+        "c1-source",
+        &qcow2,
+        &ours,
+        &["--property", "os_distro=debian"],
+    )
+    .result();
+    let id = uploaded["image"]["id"].as_str().unwrap();
+    let saved = dir.path().join("saved.qcow2");
+    openstack(
+        "c1-source",
+        &["image", "save", "--file", common::path_str(&saved), id],
+    );
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        std::fs::read(&qcow2).unwrap()
+    );
+    let shown: Value = serde_json::from_str(&openstack(
+        "c1-source",
+        &["image", "show", "-f", "json", id],
+    ))
+    .unwrap();
+    assert_eq!(shown["disk_format"], "qcow2");
+    assert_eq!(shown["properties"]["os_distro"], "debian");
+    assert_eq!(shown["checksum"].as_str().unwrap(), md5_hex(&qcow2));
+}
+
+#[test]
+fn copies_between_clouds_and_private_images_stay_private() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let file = raw_image(dir.path(), 3, 31);
+    let name = cleanup.name("c1-source", "private");
+    let id = upload("c1-source", &file, &name, &["--visibility", "private"]).result()["image"]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Invisible to the other project of the same cloud, by id and by name.
+    for wanted in [id.as_str(), name.as_str()] {
+        let out = dir.path().join("nope.raw");
+        let run = imgferry(
+            "c1-target",
+            &["download", wanted, "-o", common::path_str(&out)],
+        );
+        assert_eq!(run.code, Some(1));
+        assert!(
+            run.error()
+                .contains(&format!("no image `{wanted}` is visible to project target")),
+            "{}",
+            run.error()
+        );
+        assert_no_file(&out);
+    }
+
+    // c1 -> c2: download, upload, same bytes and same digests on both sides.
+    let local = dir.path().join("copy.raw");
+    imgferry(
+        "c1-source",
+        &["download", &id, "-o", common::path_str(&local)],
+    )
+    .result();
+    cleanup.0.push(("c2-target".into(), name.clone()));
+    let copied = upload("c2-target", &local, &name, &[]).result();
+    let original: Value = serde_json::from_str(&openstack(
+        "c1-source",
+        &["image", "show", "-f", "json", &id],
+    ))
+    .unwrap();
+    assert_eq!(copied["image"]["checksum"], original["checksum"]);
+    assert_eq!(
+        copied["image"]["os_hash_value"],
+        original["properties"]["os_hash_value"]
+    );
+    let again = dir.path().join("again.raw");
+    imgferry(
+        "c2-target",
+        &[
+            "download",
+            copied["image"]["id"].as_str().unwrap(),
+            "-o",
+            common::path_str(&again),
+        ],
+    )
+    .result();
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+#[test]
+fn share_then_accept_lets_the_other_project_download() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let file = raw_image(dir.path(), 2, 41);
+    let name = cleanup.name("c1-source", "shared");
+    let id = upload("c1-source", &file, &name, &["--visibility", "private"]).result()["image"]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target_project = imgferry("c1-target", &["images", "list"]).result()["project"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = dir.path().join("shared.raw");
+    let before = imgferry(
+        "c1-target",
+        &["download", &id, "-o", common::path_str(&out)],
+    );
+    assert_eq!(before.code, Some(1), "{}", before.stdout);
+
+    let shared = imgferry("c1-source", &["share", &id, "--project", &target_project]);
+    let result = shared.result();
+    assert_eq!(result["status"], "pending");
+    assert_eq!(result["member_id"], target_project.as_str());
+    assert_eq!(
+        shared.events("share.visibility").len(),
+        1,
+        "private -> shared"
+    );
+
+    let accepted = imgferry("c1-target", &["share", &id, "--accept"]).result();
+    assert_eq!(accepted["status"], "accepted");
+    imgferry(
+        "c1-target",
+        &["download", &id, "-o", common::path_str(&out)],
+    )
+    .result();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+    // The accepted image is now listed for the member, as the openstack CLI sees it.
+    let listed = openstack("c1-target", &["image", "list", "-f", "value", "-c", "ID"]);
+    assert!(listed.contains(&id), "{listed}");
+}
+
+#[test]
+fn wrong_password_unknown_image_and_ambiguous_name_are_clear_errors() {
+    let dev = dev_cloud();
+    let dir = common::tempdir();
+    let out = dir.path().join("x.raw");
+    let out_str = common::path_str(&out);
+
+    let wrong = "wrong-Pw-9xT3-transfer-must-not-leak";
+    let clouds = dir.path().join("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        format!(
+            "clouds:\n  bad:\n    auth:\n      auth_url: {}\n      username: source-user\n      password: {wrong}\n      project_name: source\n      user_domain_name: Default\n      project_domain_name: Default\n",
+            dev.var("IMGFERRY_DEV_C1_KEYSTONE_URL")
+        ),
+    )
+    .unwrap();
+    let file = raw_image(dir.path(), 1, 51);
+    for args in [
+        vec![
+            "download",
+            "anything",
+            "-o",
+            out_str,
+            "--os-cloud",
+            "bad",
+            "-vv",
+        ],
+        vec![
+            "upload",
+            common::path_str(&file),
+            "--name",
+            "n",
+            "--os-cloud",
+            "bad",
+            "--json",
+        ],
+    ] {
+        let run = run_imgferry(common::path_str(&clouds), &args);
+        assert_eq!(run.code, Some(1));
+        assert!(run.stderr.contains("HTTP 401"), "{}", run.stderr);
+        assert!(
+            !run.stdout.contains(wrong) && !run.stderr.contains(wrong),
+            "{}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+
+    let run = imgferry(
+        "c1-source",
+        &["download", "no-such-image-anywhere", "-o", out_str],
+    );
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.error()
+            .contains("no image `no-such-image-anywhere` is visible to project source"),
+        "{}",
+        run.error()
+    );
+
+    let mut cleanup = Cleanup::new();
+    let name = cleanup.name("c1-source", "twin");
+    let first = upload("c1-source", &file, &name, &[]).result()["image"]["id"].clone();
+    let second = upload("c1-source", &file, &name, &[]).result()["image"]["id"].clone();
+    let run = imgferry("c1-source", &["download", &name, "-o", out_str]);
+    assert_eq!(run.code, Some(1));
+    let error = run.error();
+    assert!(
+        error.contains(&format!("2 images are named `{name}`")),
+        "{error}"
+    );
+    assert!(error.contains(first.as_str().unwrap()) && error.contains(second.as_str().unwrap()));
+    assert_no_file(&out);
+}
+
+#[test]
+fn a_format_mismatch_is_refused_before_anything_is_created() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let qcow2 = qcow2_image(dir.path());
+    let name = cleanup.name("c1-source", "mismatch");
+    let run = upload("c1-source", &qcow2, &name, &["--disk-format", "raw"]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.error()
+            .contains("holds a qcow2 image, not the raw declared"),
+        "{}",
+        run.error()
+    );
+    assert!(run.events("upload.created").is_empty());
+    assert!(ids_named("c1-source", &name).is_empty());
+
+    let raw = raw_image(dir.path(), 1, 61);
+    let run = upload("c1-source", &raw, &name, &["--disk-format", "qcow2"]);
+    assert_eq!(run.code, Some(1));
+    assert!(ids_named("c1-source", &name).is_empty());
+}
+
+/// A clouds.yaml whose `proxied` cloud reaches c1's Glance through `proxy`.
+fn proxied_clouds(dir: &Path, proxy: &FaultProxy) -> PathBuf {
+    let dev = dev_cloud();
+    let clouds = dir.join("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        format!(
+            "clouds:\n  proxied:\n    auth:\n      auth_url: {}\n      username: source-user\n      password: {}\n      project_name: source\n      user_domain_name: Default\n      project_domain_name: Default\n    image_endpoint_override: {}\n",
+            dev.var("IMGFERRY_DEV_C1_KEYSTONE_URL"),
+            dev.var("IMGFERRY_DEV_PASSWORD"),
+            proxy.url()
+        ),
+    )
+    .unwrap();
+    clouds
+}
+
+fn glance_host_port() -> String {
+    dev_cloud()
+        .var("IMGFERRY_DEV_C1_GLANCE_URL")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn via_proxy(clouds: &Path, args: &[&str]) -> Run {
+    let mut all = args.to_vec();
+    all.extend(["--os-cloud", "proxied", "--json", "--retry-delay", "0.05"]);
+    run_imgferry(common::path_str(clouds), &all)
+}
+
+#[test]
+fn download_faults_flipped_byte_dropped_connection_and_503_burst() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let file = raw_image(dir.path(), 8, 71);
+    let name = cleanup.name("c1-source", "faults");
+    let id = upload("c1-source", &file, &name, &[]).result()["image"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = FaultProxy::start(&glance_host_port());
+    let clouds = proxied_clouds(dir.path(), &proxy);
+    let out = dir.path().join("out.raw");
+    let out_str = common::path_str(&out);
+
+    // A flipped byte: refused, exit 3, no FILE and no FILE.part, the digest named.
+    proxy.add(Rule {
+        method: "GET",
+        path_suffix: format!("{id}/file"),
+        fault: Fault::FlipByte { offset: 5 << 20 },
+        times: 1,
+    });
+    let run = via_proxy(&clouds, &["download", &id, "-o", out_str]);
+    assert_eq!(run.code, Some(3), "{}{}", run.stdout, run.stderr);
+    let error = run.error();
+    assert!(error.contains("failed verification: sha512 is"), "{error}");
+    assert!(error.contains("Glance recorded"), "{error}");
+    assert_no_file(&out);
+
+    // The connection closed after 3 MiB: resumed with Range from there, verified.
+    proxy.add(Rule {
+        method: "GET",
+        path_suffix: format!("{id}/file"),
+        fault: Fault::CloseResponseAfter { bytes: 3 << 20 },
+        times: 1,
+    });
+    let run = via_proxy(&clouds, &["download", &id, "-o", out_str]);
+    let result = run.result();
+    assert_eq!(result["resumes"], 1, "{}", run.stdout);
+    assert_eq!(result["restarts"], 0);
+    let resumed = run.events("download.resumed");
+    assert_eq!(resumed.len(), 1);
+    let offset = resumed[0]["offset"].as_u64().unwrap();
+    assert!(offset > 0 && offset <= 3 << 20, "{offset}");
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|s| s.range.as_deref() == Some(&format!("bytes={offset}-"))),
+        "{:?}",
+        proxy.seen()
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+    std::fs::remove_file(&out).unwrap();
+
+    // Three 503s in a row: retried, then the download succeeds.
+    proxy.add(Rule {
+        method: "GET",
+        path_suffix: format!("{id}/file"),
+        fault: Fault::Unavailable,
+        times: 3,
+    });
+    let run = via_proxy(&clouds, &["download", &id, "-o", out_str]);
+    run.result();
+    let retries = run.events("download.retry");
+    assert_eq!(retries.len(), 3, "{}", run.stdout);
+    assert!(retries[0]["reason"].as_str().unwrap().contains("HTTP 503"));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+
+    // More 503s than retries: a clear failure, nothing left.
+    std::fs::remove_file(&out).unwrap();
+    proxy.add(Rule {
+        method: "GET",
+        path_suffix: format!("{id}/file"),
+        fault: Fault::Unavailable,
+        times: 3,
+    });
+    let run = via_proxy(&clouds, &["download", &id, "-o", out_str, "--retries", "2"]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.error().contains("failed after 3 attempts"),
+        "{}",
+        run.error()
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn upload_faults_leave_no_image_behind_and_503_is_retried() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let file = raw_image(dir.path(), 6, 81);
+    let proxy = FaultProxy::start(&glance_host_port());
+    let clouds = proxied_clouds(dir.path(), &proxy);
+    let file_str = common::path_str(&file);
+
+    // Socket closed mid-upload, no retries: the half-created image is deleted.
+    let name = cleanup.name("c1-source", "cut");
+    proxy.add(Rule {
+        method: "PUT",
+        path_suffix: "/file".into(),
+        fault: Fault::CloseRequestAfter { bytes: 2 << 20 },
+        times: 1,
+    });
+    let run = {
+        let _turn = turn();
+        via_proxy(
+            &clouds,
+            &["upload", file_str, "--name", &name, "--retries", "0"],
+        )
+    };
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.events("upload.created").len(), 1);
+    assert_eq!(run.events("upload.cleaned_up").len(), 1, "{}", run.stdout);
+    assert!(ids_named("c1-source", &name).is_empty());
+
+    // The same cut with retries: sent again, verified.
+    let name = cleanup.name("c1-source", "cut-retried");
+    proxy.add(Rule {
+        method: "PUT",
+        path_suffix: "/file".into(),
+        fault: Fault::CloseRequestAfter { bytes: 1 << 20 },
+        times: 1,
+    });
+    let run = {
+        let _turn = turn();
+        via_proxy(&clouds, &["upload", file_str, "--name", &name])
+    };
+    let result = run.result();
+    assert_eq!(result["attempts"], 2);
+    assert_eq!(
+        result["image"]["checksum"].as_str().unwrap(),
+        md5_hex(&file)
+    );
+
+    // A 503 burst on the PUT: retried.
+    let name = cleanup.name("c1-source", "busy");
+    proxy.add(Rule {
+        method: "PUT",
+        path_suffix: "/file".into(),
+        fault: Fault::Unavailable,
+        times: 2,
+    });
+    let run = {
+        let _turn = turn();
+        via_proxy(&clouds, &["upload", file_str, "--name", &name])
+    };
+    assert_eq!(run.result()["attempts"], 3);
+    assert_eq!(run.events("upload.retry").len(), 2);
+}
+
+#[test]
+fn glance_direct_import_stages_and_imports() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let file = qcow2_image(dir.path());
+    let name = cleanup.name("c1-source", "import");
+    let result = upload("c1-source", &file, &name, &["--method", "glance-direct"]).result();
+    assert_eq!(result["method"], "glance-direct");
+    assert_eq!(result["image"]["status"], "active");
+    assert_eq!(
+        result["image"]["checksum"].as_str().unwrap(),
+        md5_hex(&file)
+    );
+}

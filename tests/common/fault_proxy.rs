@@ -1,0 +1,237 @@
+//! A fault-injecting HTTP proxy on 127.0.0.1 for the transfer tests.
+//!
+//! It forwards each request to the real Glance (one request per connection: it asks both
+//! sides for `Connection: close`) and, when a [`Rule`] matches the request's method and
+//! path, injects one fault: flip one byte of the response body, close the connection
+//! after N response (or request) body bytes, or answer 503 without forwarding. Threads
+//! and std sockets only; no part of Glance is imitated.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// What to do to a matching exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// XOR the response body byte at this offset with 0x01.
+    FlipByte { offset: u64 },
+    /// Forward this many response body bytes, then close both sockets.
+    CloseResponseAfter { bytes: u64 },
+    /// Forward this many request body bytes, then close both sockets.
+    CloseRequestAfter { bytes: u64 },
+    /// Answer `503 Service Unavailable` without contacting Glance.
+    Unavailable,
+}
+
+/// A fault for requests whose method is `method` and whose path ends with `path_suffix`,
+/// applied `times` times.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub method: &'static str,
+    pub path_suffix: String,
+    pub fault: Fault,
+    pub times: u32,
+}
+
+/// One request seen by the proxy: `METHOD PATH` plus its `Range` header, if any.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+    pub fault: Option<Fault>,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<Rule>,
+    seen: Vec<Seen>,
+}
+
+/// A running proxy; it lives as long as the test process (its threads are detached).
+pub struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy in front of `upstream` (`host:port`).
+    pub fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let state = Arc::new(Mutex::new(State::default()));
+        let upstream = upstream.to_owned();
+        let shared = Arc::clone(&state);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let state = Arc::clone(&shared);
+                let upstream = upstream.clone();
+                thread::spawn(move || {
+                    let _ = handle(client, &upstream, &state);
+                });
+            }
+        });
+        Self { addr, state }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Adds a rule (checked in the order added).
+    pub fn add(&self, rule: Rule) {
+        self.state.lock().unwrap().rules.push(rule);
+    }
+
+    /// The requests seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result<()> {
+    let mut client_reader = BufReader::new(client.try_clone()?);
+    let head = read_head(&mut client_reader)?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_owned();
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let content_length: u64 = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fault = {
+        let mut state = state.lock().unwrap();
+        let path_only = path.split('?').next().unwrap_or_default().to_owned();
+        let fault = state
+            .rules
+            .iter_mut()
+            .find(|r| r.times > 0 && r.method == method && path_only.ends_with(&r.path_suffix))
+            .map(|r| {
+                r.times -= 1;
+                r.fault
+            });
+        state.seen.push(Seen {
+            method: method.clone(),
+            path: path.clone(),
+            range: header("range"),
+            fault,
+        });
+        fault
+    };
+    let mut client_writer = client;
+
+    if fault == Some(Fault::Unavailable) {
+        let _ = io::copy(
+            &mut (&mut client_reader).take(content_length),
+            &mut io::sink(),
+        );
+        let body =
+            "<html><body><h1>503 Service Unavailable</h1>injected by the test proxy</body></html>";
+        write!(
+            client_writer,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return client_writer.shutdown(Shutdown::Both);
+    }
+
+    let mut server = TcpStream::connect(upstream)?;
+    let mut forwarded = format!("{request_line}\r\n");
+    for (k, v) in &headers {
+        if !k.eq_ignore_ascii_case("connection") {
+            forwarded.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    server.write_all(forwarded.as_bytes())?;
+
+    // Request body: client -> server on its own thread.
+    let mut to_server = server.try_clone()?;
+    let request_limit = match fault {
+        Some(Fault::CloseRequestAfter { bytes }) => Some(bytes),
+        _ => None,
+    };
+    let client_for_cut = client_writer.try_clone()?;
+    let server_for_cut = server.try_clone()?;
+    let uploader = thread::spawn(move || -> io::Result<()> {
+        let mut body = client_reader.take(content_length);
+        match request_limit {
+            None => {
+                io::copy(&mut body, &mut to_server)?;
+            }
+            Some(limit) => {
+                io::copy(&mut (&mut body).take(limit), &mut to_server)?;
+                let _ = server_for_cut.shutdown(Shutdown::Both);
+                let _ = client_for_cut.shutdown(Shutdown::Both);
+            }
+        }
+        Ok(())
+    });
+
+    // Response: head as is, body with the fault applied.
+    let mut server_reader = BufReader::new(server.try_clone()?);
+    let response_head = read_head(&mut server_reader)?;
+    client_writer.write_all(response_head.as_bytes())?;
+    client_writer.write_all(b"\r\n\r\n")?;
+    let mut offset = 0u64;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = server_reader.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        let mut piece = &mut buffer[..n];
+        match fault {
+            Some(Fault::FlipByte { offset: at }) if at >= offset && at < offset + n as u64 => {
+                piece[(at - offset) as usize] ^= 0x01;
+            }
+            Some(Fault::CloseResponseAfter { bytes }) if offset + n as u64 > bytes => {
+                piece = &mut piece[..(bytes.saturating_sub(offset)) as usize];
+                client_writer.write_all(piece)?;
+                let _ = client_writer.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            _ => {}
+        }
+        client_writer.write_all(piece)?;
+        offset += n as u64;
+    }
+    let _ = client_writer.shutdown(Shutdown::Both);
+    let _ = uploader.join();
+    Ok(())
+}
+
+/// Reads up to the blank line ending a head; returns it without the final CRLFCRLF.
+fn read_head(reader: &mut impl BufRead) -> io::Result<String> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "head cut off"));
+        }
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        head.extend_from_slice(&line);
+        if head.len() > 64 * 1024 {
+            return Err(io::Error::other("head too large"));
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
