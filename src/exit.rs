@@ -17,6 +17,9 @@ pub enum ExitCode {
     VerificationFailed = 3,
     /// `check` found leaked clusters but no corruption: the data is safe, space is wasted.
     LeaksFound = 4,
+    /// Stopped by SIGINT (Ctrl-C) or SIGTERM after cleaning up (128 + SIGINT, as a
+    /// shell reports a command killed by Ctrl-C).
+    Interrupted = 130,
 }
 
 impl ExitCode {

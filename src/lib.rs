@@ -9,6 +9,8 @@
 //! - [`cloud`] speaks to OpenStack: clouds.yaml, Keystone v3, Glance v2;
 //! - [`guest`] reads and edits the filesystems inside an image (libguestfs backend);
 //! - [`sysprep`] strips host identity from a guest, written against [`guest::GuestFs`].
+//! - [`interrupt`] turns Ctrl-C and SIGTERM into a flag long loops poll, so they stop
+//!   through their error path and clean up;
 //! - [`transfer`] moves image data to and from Glance, verified, resumable, cleaned up.
 
 pub mod cli;
@@ -17,6 +19,7 @@ pub mod disk;
 pub mod exit;
 pub mod guest;
 pub mod hash;
+pub mod interrupt;
 pub mod pipeline;
 pub mod report;
 pub mod sysprep;

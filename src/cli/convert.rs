@@ -53,6 +53,8 @@ pub enum CompressionArg {
 /// Runs the command.
 pub fn run(args: ConvertArgs, output: &Output) -> Result<ExitCode, Failure> {
     let format = output_format(&args)?;
+    // Ctrl-C stops between chunks and removes the temporary file (exit 130).
+    crate::interrupt::install().map_err(|e| Failure::new(format!("cannot handle signals: {e}")))?;
     let summary = convert(&args.source, &args.destination, &format, &output.reporter())?;
     let mut value = serde_json::to_value(&summary).map_err(Failure::new)?;
     if let Some(fields) = value.as_object_mut() {

@@ -43,6 +43,9 @@ pub enum DiskError {
         detail: String,
         hint: Option<String>,
     },
+    /// SIGINT or SIGTERM asked the work to stop.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     /// A caller asked for something impossible (a range outside the disk, ...).
     #[error("{0}")]
     InvalidRequest(String),
@@ -95,7 +98,10 @@ impl DiskError {
 
     /// The exit code a command failing with this error returns.
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::Failure
+        match self {
+            Self::Interrupted(_) => ExitCode::Interrupted,
+            _ => ExitCode::Failure,
+        }
     }
 
     /// What the user can do about it, when there is something to say.

@@ -5,14 +5,34 @@
 //! rename never crosses file systems); [`AtomicFile::commit`] fsyncs it, renames it over
 //! the final name and fsyncs the directory. Any error before that, or dropping the value
 //! uncommitted, removes the temporary file. An existing destination is replaced (as
-//! `qemu-img convert` does) but keeps its permission bits; a new one stays 0600, since
-//! disk images hold secrets. Owns the file's life cycle only, not what is written in it.
+//! `qemu-img convert` does) but keeps its permission bits; a new one gets 0644 minus the
+//! umask, as qemu-img creates files. The temporary file stays 0600 until the rename, so
+//! a half-written image is never readable by others. Owns the file's life cycle only,
+//! not what is written in it.
 
 use std::fs::{File, Permissions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::disk::{DiskError, Result};
+
+/// The mode of a new destination before the umask (qemu-img's, and most tools').
+const NEW_FILE_MODE: u32 = 0o644;
+
+/// The process umask, from `/proc/self/status` (reading it through umask(2) would
+/// change it for a moment under other threads); 022 when that is unavailable.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+        & 0o777
+}
 
 /// A temporary file that becomes `destination` on [`AtomicFile::commit`].
 #[derive(Debug)]
@@ -71,15 +91,14 @@ impl AtomicFile {
             .as_file()
             .sync_all()
             .map_err(|e| DiskError::io("sync", &temp_path, e))?;
-        if let Ok(existing) = std::fs::metadata(&self.destination) {
-            if existing.is_file() {
-                let mode = existing.permissions().mode() & 0o7777;
-                self.temp
-                    .as_file()
-                    .set_permissions(Permissions::from_mode(mode))
-                    .map_err(|e| DiskError::io("set permissions of", &temp_path, e))?;
-            }
-        }
+        let mode = match std::fs::metadata(&self.destination) {
+            Ok(existing) if existing.is_file() => existing.permissions().mode() & 0o7777,
+            _ => NEW_FILE_MODE & !umask(),
+        };
+        self.temp
+            .as_file()
+            .set_permissions(Permissions::from_mode(mode))
+            .map_err(|e| DiskError::io("set permissions of", &temp_path, e))?;
         self.temp.persist(&self.destination).map_err(|e| {
             DiskError::io("rename the finished file to", &self.destination, e.error)
         })?;

@@ -3,7 +3,7 @@
 //! zero-detection and writing ([`read_ahead`]), and the zero test itself ([`is_zero`]).
 //!
 //! Owns the threads and the bounded pool of buffers (memory is `BUFFERS` chunks whatever
-//! the image size). Knows nothing of output formats.
+//! the image size), and stops between chunks once [`crate::interrupt`] says so. Knows nothing of output formats.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -145,6 +145,7 @@ where
         let mut outcome = Ok(());
         while let Ok(item) = full_rx.recv() {
             let consumed = item.and_then(|(offset, len, buf)| {
+                crate::interrupt::check()?;
                 consume(offset, &buf[..len])?;
                 Ok(buf)
             });

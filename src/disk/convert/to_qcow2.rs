@@ -196,6 +196,7 @@ fn scan_batch(
     let mut map = AllocationMap::new();
     let mut buf = vec![0u8; cluster as usize];
     let mut scanned = 0u64;
+    crate::interrupt::check()?;
     for index in clusters {
         let start = index * cluster;
         let len = cluster.min(size.saturating_sub(start)) as usize;
