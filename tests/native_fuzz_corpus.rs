@@ -41,3 +41,27 @@ fn partition_table_corpus_and_mutations_never_panic() {
         "only {accepted} of {cases} mutants parsed"
     );
 }
+
+/// The first 96 KiB of the seeds: superblock, group descriptors, bitmaps, the inode
+/// table and the first directory and extent blocks of these 160 KiB filesystems.
+fn ext4_hot_ranges(seed: &[u8]) -> Vec<(usize, usize)> {
+    vec![
+        (1024, 2048.min(seed.len())),
+        (2048, (96 << 10).min(seed.len())),
+    ]
+}
+
+#[test]
+fn ext4_walk_corpus_and_mutations_never_panic() {
+    let (cases, accepted) = replay(&Replay {
+        target: "ext4_walk",
+        hot_ranges: ext4_hot_ranges,
+        run: fuzzing::ext4_walk,
+        budget: Duration::from_secs(4),
+        max_cases: 20_000,
+    });
+    assert!(
+        accepted * 5 >= cases,
+        "only {accepted} of {cases} mutants opened"
+    );
+}

@@ -3,9 +3,10 @@
 //!
 //! Owns: what "a path inside the guest" means and how it is resolved ([`path`],
 //! [`confine`]), the operating-system description found by inspection ([`os`]), and the
-//! backends (`libguestfs`; [`native`], reading partition tables directly, in progress).
-//! Must not: know about sysprep operations, OpenStack, or print anything. Only `guest::libguestfs` may touch the
-//! libguestfs library, so `sysprep` stays backend-neutral.
+//! backends (`libguestfs`; [`native`], reading partition tables and ext2/3/4 directly, in progress).
+//! Must not: know about sysprep operations, OpenStack, or print anything. Only
+//! `guest::libguestfs` may touch the libguestfs library, so `sysprep` stays
+//! backend-neutral.
 //!
 //! The split that keeps every backend confined: backends implement the primitives of
 //! [`GuestFs`], which take a [`Resolved`] path — a value only [`confine`] can make, whose

@@ -1,6 +1,7 @@
-//! The two checksums of the structures this backend reads: CRC-32 (IEEE, as GPT
-//! stores it) and CRC-32C in the raw form ext4 and jbd2 chain (no pre- or
-//! post-inversion: `ext4_chksum(seed, data)` in the kernel).
+//! The checksums of the structures this backend reads: CRC-32 (IEEE, as GPT stores
+//! it), CRC-32C in the raw form ext4 and jbd2 chain (no pre- or post-inversion:
+//! `ext4_chksum(seed, data)` in the kernel), and the CRC-16 of ext4's older
+//! `uninit_bg` group descriptor checksum.
 //!
 //! Owns only the arithmetic; which bytes are covered is the caller's business.
 
@@ -17,6 +18,22 @@ pub fn crc32c_raw(seed: u32, data: &[u8]) -> u32 {
     !crc32c::crc32c_append(!seed, data)
 }
 
+/// The kernel's `crc16(seed, data)` (polynomial 0x8005, bit-reflected), which ext4
+/// uses for group descriptors when `uninit_bg` is on and metadata_csum is off.
+pub fn crc16(seed: u16, data: &[u8]) -> u16 {
+    data.iter().fold(seed, |crc, &byte| {
+        let mut crc = crc ^ u16::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xa001
+            } else {
+                crc >> 1
+            };
+        }
+        crc
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,5 +45,7 @@ mod tests {
         assert_eq!(!crc32c_raw(!0, b"123456789"), 0xe306_9283);
         let chained = crc32c_raw(crc32c_raw(!0, b"1234"), b"56789");
         assert_eq!(chained, crc32c_raw(!0, b"123456789"));
+        // CRC-16/ARC check value (seed 0); ext4 seeds with !0.
+        assert_eq!(crc16(0, b"123456789"), 0xbb3d);
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Built bottom-up, one concern per file: [`bytes`] and [`crc`] decode fields and
 //! checksums, [`volume`] is a bounds-checked byte range of the disk, [`partition`]
-//! finds the volumes. Every number read from the disk is untrusted: it is checked with
+//! finds the volumes, [`ext4`] reads ext2/3/4 filesystems on them. Every number read from the disk is untrusted: it is checked with
 //! checked arithmetic against a named limit before it sizes a buffer or a loop.
 //! Must not: use libguestfs, print, or write to the image before a whole set of edits
 //! has been checked.
@@ -14,6 +14,7 @@
 pub mod bytes;
 pub mod crc;
 mod error;
+pub mod ext4;
 pub mod fuzzing;
 pub mod partition;
 pub mod volume;
