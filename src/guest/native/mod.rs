@@ -4,8 +4,11 @@
 //!
 //! Built bottom-up, one concern per file: [`bytes`] and [`crc`] decode fields and
 //! checksums, [`volume`] is a bounds-checked byte range of the disk, [`partition`]
-//! finds the volumes, [`ext4`] reads ext2/3/4 filesystems on them. Every number read from the disk is untrusted: it is checked with
-//! checked arithmetic against a named limit before it sizes a buffer or a loop.
+//! finds the volumes, [`ext4`] reads ext2/3/4 filesystems on them, [`discover`] names
+//! them as libguestfs does, and [`NativeGuest`] is the `GuestFs` implementation
+//! (inspection, mounts and reads; writes not yet). Every number read from the disk is
+//! untrusted: it is checked with checked arithmetic against a named limit before it
+//! sizes a buffer or a loop.
 //! Must not: use libguestfs, print, or write to the image before a whole set of edits
 //! has been checked.
 //!
@@ -13,11 +16,15 @@
 
 pub mod bytes;
 pub mod crc;
+pub mod discover;
 mod error;
 pub mod ext4;
 pub mod fuzzing;
+mod guest;
+mod inspect;
 pub mod partition;
 pub mod volume;
 
 pub use error::{NativeError, Result};
+pub use guest::NativeGuest;
 pub use volume::Volume;

@@ -1,0 +1,259 @@
+//! [`NativeGuest`]: the [`GuestFs`] implementation of the native backend (read side).
+//!
+//! Owns the mount table (which ext2/3/4 filesystem answers for which guest path) and
+//! the translation of ext4 inodes into [`Metadata`]. Every path it receives is a
+//! [`Resolved`] one, so it follows no symlink itself. The write primitives are not
+//! implemented yet: they fail with a message saying so, and nothing is changed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::discover::{discover, Discovered};
+use super::error::NativeError;
+use super::ext4::inode::{Inode, InodeKind};
+use super::ext4::Ext4;
+use crate::disk::VirtualDisk;
+use crate::guest::{
+    FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount,
+};
+
+/// A guest disk read natively.
+pub struct NativeGuest {
+    image: PathBuf,
+    found: Discovered,
+    /// `(mountpoint, filesystem)`, longest mountpoint first.
+    mounts: Vec<(String, Arc<Ext4>)>,
+}
+
+impl std::fmt::Debug for NativeGuest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeGuest")
+            .field("image", &self.image)
+            .finish()
+    }
+}
+
+fn backend_error(operation: &'static str, path: &str, err: NativeError) -> GuestError {
+    GuestError::Backend {
+        operation,
+        path: path.to_owned(),
+        message: err.to_string(),
+    }
+}
+
+fn metadata(inode: &Inode) -> Metadata {
+    Metadata {
+        kind: match inode.kind() {
+            InodeKind::File => FileKind::File,
+            InodeKind::Directory => FileKind::Directory,
+            InodeKind::Symlink => FileKind::Symlink,
+            InodeKind::Other => FileKind::Other,
+        },
+        size: inode.size,
+        mode: inode.permissions(),
+    }
+}
+
+impl NativeGuest {
+    /// Finds the filesystems of `disk`; `image` names it in messages.
+    pub fn open(disk: Arc<dyn VirtualDisk>, image: &Path) -> Result<Self> {
+        let found = discover(&disk).map_err(|e| backend_error("read partition table", "/", e))?;
+        Ok(Self {
+            image: image.to_owned(),
+            found,
+            mounts: Vec::new(),
+        })
+    }
+
+    /// The image this guest was opened from.
+    pub fn image(&self) -> &Path {
+        &self.image
+    }
+
+    /// What the disk holds: the ext2/3/4 filesystems and the partitions it cannot read.
+    pub fn discovered(&self) -> &Discovered {
+        &self.found
+    }
+
+    /// Mounts the filesystem of `device` at `mountpoint` (for inspection and mount_os).
+    pub(super) fn mount(&mut self, device: &str, mountpoint: &str) -> bool {
+        let Some(fs) = self.found.filesystems.iter().find(|f| f.device == device) else {
+            return false;
+        };
+        self.mounts.push((mountpoint.to_owned(), fs.fs.clone()));
+        self.mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
+        true
+    }
+
+    /// Forgets every mount.
+    pub(super) fn unmount_all_mounts(&mut self) {
+        self.mounts.clear();
+    }
+
+    /// The filesystem answering for `path` and the path inside it.
+    fn locate<'p>(&self, path: &'p str) -> Result<(&Arc<Ext4>, &'p str)> {
+        for (mountpoint, fs) in &self.mounts {
+            let inside = if mountpoint == "/" {
+                Some(path)
+            } else {
+                path.strip_prefix(mountpoint.as_str())
+                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            };
+            if let Some(rest) = inside {
+                return Ok((fs, rest));
+            }
+        }
+        Err(GuestError::Backend {
+            operation: "lookup",
+            path: path.to_owned(),
+            message: "no filesystem is mounted there".to_owned(),
+        })
+    }
+
+    fn inode(
+        &self,
+        operation: &'static str,
+        path: &Resolved,
+    ) -> Result<Option<(Arc<Ext4>, Inode)>> {
+        let (fs, inside) = self.locate(path.as_str())?;
+        let inode = fs
+            .lookup(inside.as_bytes())
+            .map_err(|e| backend_error(operation, path.as_str(), e))?;
+        Ok(inode.map(|inode| (fs.clone(), inode)))
+    }
+
+    fn existing(&self, operation: &'static str, path: &Resolved) -> Result<(Arc<Ext4>, Inode)> {
+        self.inode(operation, path)?
+            .ok_or_else(|| GuestError::Backend {
+                operation,
+                path: path.to_string(),
+                message: "No such file or directory".to_owned(),
+            })
+    }
+
+    fn read_only(&self, operation: &'static str, path: &Resolved) -> GuestError {
+        GuestError::Backend {
+            operation,
+            path: path.to_string(),
+            message: "the native backend does not write yet (use --backend libguestfs)".to_owned(),
+        }
+    }
+}
+
+impl GuestFs for NativeGuest {
+    fn inspect(&mut self) -> Result<Vec<OsInfo>> {
+        let roots = super::inspect::inspect(self)?;
+        if roots.is_empty() {
+            return Err(GuestError::NoOperatingSystem {
+                image: self.image.clone(),
+            });
+        }
+        Ok(roots)
+    }
+
+    fn mount_os(&mut self, os: &OsInfo) -> Result<Vec<SkippedMount>> {
+        super::inspect::mount_os(self, os)
+    }
+
+    fn unmount_all(&mut self) -> Result<()> {
+        self.unmount_all_mounts();
+        Ok(())
+    }
+
+    fn lstat(&mut self, path: &Resolved) -> Result<Option<Metadata>> {
+        Ok(self
+            .inode("lstat", path)?
+            .map(|(_, inode)| metadata(&inode)))
+    }
+
+    fn read_link(&mut self, path: &Resolved) -> Result<String> {
+        let (fs, inode) = self.existing("readlink", path)?;
+        let target = fs
+            .read_link(&inode)
+            .map_err(|e| backend_error("readlink", path.as_str(), e))?;
+        Ok(String::from_utf8_lossy(&target).into_owned())
+    }
+
+    fn list_dir(&mut self, path: &Resolved) -> Result<Vec<String>> {
+        Ok(self
+            .read_dir(path)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    fn read_dir(&mut self, path: &Resolved) -> Result<Vec<(String, Metadata)>> {
+        let (fs, dir) = self.existing("readdir", path)?;
+        let entries = fs
+            .read_dir(&dir)
+            .map_err(|e| backend_error("readdir", path.as_str(), e))?;
+        let mut listing = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let name = String::from_utf8_lossy(&entry.name).into_owned();
+            let inode = fs
+                .inode(entry.inode)
+                .map_err(|e| backend_error("readdir", path.as_str(), e))?;
+            listing.push((name, metadata(&inode)));
+        }
+        // A mountpoint shows the root of the filesystem mounted on it.
+        let prefix = if path.is_root() {
+            String::new()
+        } else {
+            path.to_string()
+        };
+        for (name, meta) in &mut listing {
+            let child = format!("{prefix}/{name}");
+            if let Some((_, mounted)) = self.mounts.iter().find(|(m, _)| *m == child) {
+                let root = mounted
+                    .root()
+                    .map_err(|e| backend_error("readdir", &child, e))?;
+                *meta = metadata(&root);
+            }
+        }
+        listing.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(listing)
+    }
+
+    fn read(&mut self, path: &Resolved, limit: u64) -> Result<Vec<u8>> {
+        let (fs, inode) = self.existing("read", path)?;
+        if inode.kind() != InodeKind::File {
+            return Err(GuestError::NotARegularFile {
+                path: path.to_string(),
+                kind: metadata(&inode).kind.name(),
+            });
+        }
+        if inode.size > limit {
+            return Err(GuestError::TooLarge {
+                path: path.to_string(),
+                size: inode.size,
+                limit,
+            });
+        }
+        fs.read_file(&inode, limit)
+            .map_err(|e| backend_error("read", path.as_str(), e))
+    }
+
+    fn write(&mut self, path: &Resolved, _content: &[u8]) -> Result<()> {
+        Err(self.read_only("write", path))
+    }
+
+    fn truncate(&mut self, path: &Resolved) -> Result<()> {
+        Err(self.read_only("truncate", path))
+    }
+
+    fn remove_file(&mut self, path: &Resolved) -> Result<()> {
+        Err(self.read_only("rm", path))
+    }
+
+    fn remove_tree(&mut self, path: &Resolved) -> Result<()> {
+        Err(self.read_only("rm-rf", path))
+    }
+
+    fn mkdir(&mut self, path: &Resolved) -> Result<()> {
+        Err(self.read_only("mkdir", path))
+    }
+
+    fn symlink(&mut self, _target: &str, path: &Resolved) -> Result<()> {
+        Err(self.read_only("ln -s", path))
+    }
+}

@@ -1,0 +1,122 @@
+//! Inspection without an appliance: each ext2/3/4 filesystem is mounted alone at `/`
+//! and recognised by the backend-neutral [`probe_root`] (os-release and friends); the
+//! root's fstab is then mapped to this disk's filesystems by `UUID=`, `LABEL=` or
+//! device name (`/dev/vda2` → `/dev/sda2`, as libguestfs names it).
+//!
+//! Owns: that mapping and mount_os. An fstab filesystem that is not ext2/3/4 on this
+//! disk (XFS `/boot`, an LV, ...) is not in the OS's mountpoints; mount_os reports it
+//! as skipped, so a caller can tell the native backend does not see all of the guest.
+//! Must not: change anything.
+
+use super::guest::NativeGuest;
+use crate::guest::probe::{probe_root, FstabEntry};
+use crate::guest::{Family, OsInfo, Result, SkippedMount};
+
+/// The OS roots on the disk, by device name.
+pub fn inspect(guest: &mut NativeGuest) -> Result<Vec<OsInfo>> {
+    let devices: Vec<String> = guest
+        .discovered()
+        .filesystems
+        .iter()
+        .map(|f| f.device.clone())
+        .collect();
+    let mut roots = Vec::new();
+    for device in devices {
+        guest.unmount_all_mounts();
+        guest.mount(&device, "/");
+        let facts = probe_root(guest);
+        guest.unmount_all_mounts();
+        let Some(facts) = facts? else { continue };
+        let mut mountpoints = vec![("/".to_owned(), device.clone())];
+        for entry in facts.fstab.iter().filter(|e| e.mountpoint != "/") {
+            if let Some(target) = device_for(guest, entry) {
+                mountpoints.push((entry.mountpoint.clone(), target));
+            }
+        }
+        mountpoints.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(&b.0)));
+        roots.push(OsInfo {
+            root: device,
+            kind: "linux".to_owned(),
+            family: Family::of_distro(&facts.distro),
+            distro: facts.distro,
+            major_version: facts.major_version,
+            minor_version: facts.minor_version,
+            product_name: facts.product_name,
+            hostname: facts.hostname,
+            mountpoints,
+        });
+    }
+    Ok(roots)
+}
+
+/// Mounts `os`'s filesystems; the fstab entries of its root that are not ext2/3/4 on
+/// this disk are returned as skipped.
+pub fn mount_os(guest: &mut NativeGuest, os: &OsInfo) -> Result<Vec<SkippedMount>> {
+    guest.unmount_all_mounts();
+    if !guest.mount(&os.root, "/") {
+        return Err(crate::guest::GuestError::Backend {
+            operation: "mount",
+            path: "/".to_owned(),
+            message: format!("{} is not an ext2/3/4 filesystem on this disk", os.root),
+        });
+    }
+    for (mountpoint, device) in os.mountpoints.iter().filter(|(m, _)| m != "/") {
+        guest.mount(device, mountpoint);
+    }
+    let facts = probe_root(guest)?;
+    let mut skipped = Vec::new();
+    for entry in facts
+        .iter()
+        .flat_map(|f| &f.fstab)
+        .filter(|e| e.mountpoint != "/")
+    {
+        if !os.mountpoints.iter().any(|(m, _)| *m == entry.mountpoint) {
+            skipped.push(SkippedMount {
+                mountpoint: entry.mountpoint.clone(),
+                device: entry.spec.clone(),
+                reason: "not an ext2/3/4 filesystem the native backend found on this disk"
+                    .to_owned(),
+            });
+        }
+    }
+    Ok(skipped)
+}
+
+/// The device an fstab spec names, when it is an ext2/3/4 filesystem of this disk.
+fn device_for(guest: &NativeGuest, entry: &FstabEntry) -> Option<String> {
+    let filesystems = &guest.discovered().filesystems;
+    let spec = entry.spec.as_str();
+    let found = if let Some(uuid) = spec.strip_prefix("UUID=") {
+        filesystems
+            .iter()
+            .find(|f| f.fs.sb.uuid_text().eq_ignore_ascii_case(uuid))
+    } else if let Some(label) = spec.strip_prefix("LABEL=") {
+        filesystems.iter().find(|f| f.fs.sb.label == label)
+    } else {
+        let device = spec.strip_prefix("/dev/").and_then(disk_partition)?;
+        filesystems.iter().find(|f| f.device == device)
+    };
+    found.map(|f| f.device.clone())
+}
+
+/// `vda1`, `xvda1`, `hda1`, `sda1` → `/dev/sda1`: the only disk is the first one.
+fn disk_partition(disk: &str) -> Option<String> {
+    let rest = ["xvd", "vd", "hd", "sd"]
+        .iter()
+        .find_map(|p| disk.strip_prefix(p))?;
+    let (drive, part) = rest.split_at(rest.chars().take_while(char::is_ascii_lowercase).count());
+    (drive == "a" && part.chars().all(|c| c.is_ascii_digit())).then(|| format!("/dev/sda{part}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk_partition;
+
+    #[test]
+    fn device_names_map_to_the_first_disk() {
+        assert_eq!(disk_partition("vda2").as_deref(), Some("/dev/sda2"));
+        assert_eq!(disk_partition("xvda").as_deref(), Some("/dev/sda"));
+        assert_eq!(disk_partition("sdb1"), None);
+        assert_eq!(disk_partition("mapper/rl-root"), None);
+    }
+}
