@@ -229,6 +229,7 @@ fn request(args: &MigrateArgs, flavour: Flavour) -> Result<Request, Failure> {
         set,
         drop: args.drop_property.clone(),
     };
+    edits.validate().map_err(usage)?;
     let (sysprep, sysprep_words) = sysprep_options(args, flavour)?;
     let output = OutputChoice {
         disk_format: args.disk_format.map(|f| match f {

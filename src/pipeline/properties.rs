@@ -146,6 +146,15 @@ impl PropertyEdits {
     }
 }
 
+impl PropertyEdits {
+    /// Refuses `--property` keys that can never be set, before anything is read.
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        self.set
+            .iter()
+            .try_for_each(|(key, value)| check_assignment(key, value))
+    }
+}
+
 /// One key not carried over, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DroppedProperty {
