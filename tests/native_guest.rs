@@ -7,6 +7,7 @@
 
 mod native_support;
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -111,6 +112,9 @@ fn hostile_guest(dir: &Path) -> std::path::PathBuf {
     std::fs::create_dir(tree.join("var")).unwrap();
     symlink("/run", tree.join("var/run")).unwrap();
     symlink("usr/bin", tree.join("bin")).unwrap();
+    std::fs::create_dir(tree.join("odd")).unwrap();
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    std::fs::write(tree.join("odd").join(latin1), "not UTF-8\n").unwrap();
     for (name, target) in [
         ("escape-abs", "/../../../../etc/hostname"),
         ("escape-rel", "../../../../../../etc/hostname"),
@@ -171,6 +175,10 @@ fn symlinks_cannot_leave_the_guest() {
     assert!(matched.contains(&"/etc/hostname".to_owned()), "{matched:?}");
     let (utmp, _) = guest.glob("/var/run/utmp").unwrap().remove(0);
     assert_eq!(utmp.as_str(), "/run/utmp");
+    // A name that is not UTF-8 fails the listing instead of being mangled or skipped.
+    let odd = guest.resolve("/odd", Follow::Final).unwrap();
+    let err = guest.read_dir(&odd).unwrap_err();
+    assert!(err.to_string().contains("not UTF-8"), "{err}");
 }
 
 #[test]

@@ -171,7 +171,14 @@ impl GuestFs for NativeGuest {
         let target = fs
             .read_link(&inode)
             .map_err(|e| backend_error("readlink", path.as_str(), e))?;
-        Ok(String::from_utf8_lossy(&target).into_owned())
+        String::from_utf8(target).map_err(|e| GuestError::Backend {
+            operation: "readlink",
+            path: path.to_string(),
+            message: format!(
+                "the target is not UTF-8: {:?}",
+                String::from_utf8_lossy(e.as_bytes())
+            ),
+        })
     }
 
     fn list_dir(&mut self, path: &Resolved) -> Result<Vec<String>> {
@@ -189,7 +196,16 @@ impl GuestFs for NativeGuest {
             .map_err(|e| backend_error("readdir", path.as_str(), e))?;
         let mut listing = Vec::with_capacity(entries.len());
         for entry in entries {
-            let name = String::from_utf8_lossy(&entry.name).into_owned();
+            // Like the libguestfs backend: a name that is not UTF-8 fails the listing
+            // (and so the run) instead of being skipped or mangled.
+            let name = String::from_utf8(entry.name).map_err(|e| GuestError::Backend {
+                operation: "readdir",
+                path: path.to_string(),
+                message: format!(
+                    "a name in this directory is not UTF-8: {:?}",
+                    String::from_utf8_lossy(e.as_bytes())
+                ),
+            })?;
             let inode = fs
                 .inode(entry.inode)
                 .map_err(|e| backend_error("readdir", path.as_str(), e))?;
