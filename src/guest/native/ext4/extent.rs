@@ -4,7 +4,7 @@
 //! Owns the header/index/leaf layouts, the tail checksum of tree blocks, and the walk's
 //! bounds: depth at most [`MAX_DEPTH`], each child exactly one level below its parent
 //! (so the walk cannot loop), at most [`MAX_NODES`] tree blocks read, and only the
-//! first `max_blocks` logical blocks kept. Uninitialised extents read as zeros, so
+//! first `max_blocks` logical blocks kept, in at most `max_blocks` runs. Uninitialised extents read as zeros, so
 //! they are left out like holes.
 
 use super::blockmap::{BlockRange, Run};
@@ -97,6 +97,13 @@ impl Walk<'_> {
                     continue; // uninitialised: reads as zeros
                 }
                 let physical = u64::from(le16(entry, 6)) << 32 | u64::from(le32(entry, 8));
+                // Runs that do not overlap cannot outnumber the blocks they map; more
+                // means a hostile tree repeating extents, which must not grow memory.
+                NativeError::check_limit(
+                    "ext4 extents",
+                    self.runs.len() as u64 + 1,
+                    self.max_blocks,
+                )?;
                 let range = BlockRange::new(self.fs, physical, u64::from(raw_len), offset)?;
                 self.runs.push(Run {
                     logical,
