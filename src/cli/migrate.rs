@@ -164,6 +164,9 @@ pub fn run(args: MigrateArgs, flavour: Flavour, output: &Output) -> Result<ExitC
         output.result(flavour_name(flavour), value, &plan_text(&plan, &request));
         return Ok(ExitCode::Success);
     }
+    // Ctrl-C/SIGTERM stop between stages and chunks; the state stays resumable and an
+    // unfinished target image is deleted by the upload's own cleanup.
+    crate::interrupt::install().map_err(|e| Failure::new(format!("cannot handle signals: {e}")))?;
     let mut target = target(&args, &reporter)?;
     let summary = pipeline::run(&request, source.as_mut(), target.as_mut(), &reporter)?;
     let value = serde_json::to_value(&summary).map_err(Failure::new)?;

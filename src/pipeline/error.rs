@@ -71,6 +71,8 @@ pub enum PipelineError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     #[error("stopped after stage {stage} (test hook)")]
     TestStop { stage: &'static str },
 }
@@ -96,6 +98,7 @@ impl PipelineError {
             Self::Sysprep(e) => e.exit_code(),
             Self::InvalidProperty { .. } => ExitCode::Usage,
             Self::HashMismatch { .. } => ExitCode::VerificationFailed,
+            Self::Interrupted(_) => ExitCode::Interrupted,
             _ => ExitCode::Failure,
         }
     }

@@ -226,6 +226,7 @@ pub fn run(
             });
             continue;
         }
+        crate::interrupt::check()?;
         let started = Instant::now();
         run_stage(
             stage,
