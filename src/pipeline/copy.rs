@@ -68,6 +68,7 @@ pub fn copy_verified(
     let mut buffer = vec![0u8; STEP];
     let mut offset: u64 = 0;
     loop {
+        crate::interrupt::check()?;
         let filled =
             read_step(&mut input, &mut buffer).map_err(|e| PipelineError::io("read", source, e))?;
         if filled == 0 {
