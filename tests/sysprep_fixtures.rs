@@ -1,9 +1,11 @@
 //! Every fixture, every operation (`--operations all`, a different `--machine-id` mode
-//! on some), in ONE appliance launch each: sysprep runs
-//! through the library on a copy, the full listing (path, kind, mode, sha256) before
-//! and after must differ in exactly the paths the run reported — nothing else changed
-//! — the fixture's seeded artefacts must be gone and its controls kept, the
-//! filesystems must check clean in the appliance, and the committed image must pass
+//! on some, user-account keeping alice on some), in ONE appliance launch each: sysprep
+//! runs through the library on a copy, the full listing (path, kind, mode, sha256)
+//! before and after must differ in exactly the paths the run reported — nothing else
+//! changed — and the disk's filesystem, PV and VG UUIDs in exactly the ones reported
+//! (fs-uuids, lvm-uuids), with no reference to an old filesystem UUID left in fstab or
+//! GRUB's config; the fixture's seeded artefacts must be gone and its controls kept,
+//! the filesystems must check clean in the appliance, and the committed image must pass
 //! `qemu-img check`.
 
 mod common;
@@ -12,9 +14,9 @@ mod sysprep_support;
 use std::collections::BTreeSet;
 
 use imgferry::guest::libguestfs::{Access, Session};
-use imgferry::guest::GuestFs;
+use imgferry::guest::{BlockId, BlockKind, GuestFs, GuestFsExt};
 use imgferry::report::SilentReporter;
-use imgferry::sysprep::{self, Action, Hostname, MachineIdMode, Options, Words};
+use imgferry::sysprep::{self, Action, Hostname, MachineIdMode, Options, UserAccounts, Words};
 use sysprep_support::{differences, fixture, has, listing, Listing};
 
 const NEW_HOSTNAME: &str = "clone-02.example.net";
@@ -36,8 +38,9 @@ const REMOVED_EVERYWHERE: [&str; 12] = [
     CERN_STATE,
 ];
 
-/// Controls every fixture has, which must survive untouched.
-const KEPT_EVERYWHERE: [&str; 12] = [
+/// Controls every fixture has, which must survive untouched (`.bashrc` only where
+/// user-account keeps alice).
+const KEPT_EVERYWHERE: [&str; 11] = [
     "/etc/ssh/sshd_config",
     "/etc/ssh/ssh_known_hosts",
     "/etc/ssh/backup_host_keys/README",
@@ -49,16 +52,37 @@ const KEPT_EVERYWHERE: [&str; 12] = [
     "/var/log/httpd/modsec_audit.txt",
     "/etc/Pegasus/cimserver_planned.conf",
     "/usr/share/doc/imgferry-fixture/README.bak",
-    "/home/alice/.bashrc",
+];
+
+/// Files that name filesystems by UUID, read back to check fs-uuids rewrote them.
+const UUID_REFERENCES: [&str; 4] = [
+    "/etc/fstab",
+    "/boot/grub2/grub.cfg",
+    "/boot/grub/grub.cfg",
+    "/etc/default/grub",
 ];
 
 struct Outcome {
     before: Listing,
     after: Listing,
+    /// File changes.
     reported: Vec<sysprep::Change>,
+    /// `new-uuid` changes.
+    renewed: Vec<sysprep::Change>,
+    ids_before: Vec<BlockId>,
+    ids_after: Vec<BlockId>,
+    /// UUID_REFERENCES present after the run, with their content.
+    references: Vec<(String, String)>,
 }
 
-fn run_fixture(name: &'static str, machine_id: MachineIdMode) -> Outcome {
+/// How a fixture's run differs from the others.
+struct Variant {
+    machine_id: MachineIdMode,
+    /// user-account keeps alice (`--keep-user-accounts alice`).
+    keep_alice: bool,
+}
+
+fn run_fixture(name: &'static str, variant: &Variant) -> Outcome {
     let fixture = fixture(name);
     let dir = common::tempdir();
     let image = fixture.copy(dir.path(), "sysprep");
@@ -76,23 +100,44 @@ fn run_fixture(name: &'static str, machine_id: MachineIdMode) -> Outcome {
     );
     session.mount_os(&os).expect("mount");
     let before = listing(&mut session);
+    let ids_before = session.block_ids().expect("block ids");
     lap("listed");
     session.unmount_all().expect("unmount");
 
     let options = Options {
         operations: sysprep::select(&[Words::Operations("all".to_owned())]).expect("all"),
-        machine_id,
+        machine_id: variant.machine_id,
         delete: vec![CERN_STATE.to_owned()],
         hostname: Some(Hostname::parse(NEW_HOSTNAME).unwrap()),
+        user_accounts: UserAccounts {
+            keep: if variant.keep_alice {
+                BTreeSet::from(["alice".to_owned()])
+            } else {
+                BTreeSet::new()
+            },
+            ..UserAccounts::default()
+        },
         ..Options::default()
     };
     let reports = sysprep::run(&mut session, &options, &SilentReporter).expect("sysprep");
     assert_eq!(reports.len(), 1);
-    let reported = reports[0].changes.clone();
+    let (renewed, reported) = reports[0]
+        .changes
+        .iter()
+        .cloned()
+        .partition(|c| c.action == Action::NewUuid);
     lap("sysprep done");
 
+    let ids_after = session.block_ids().expect("block ids after");
     session.mount_os(&os).expect("mount again");
     let after = listing(&mut session);
+    let mut references = Vec::new();
+    for path in UUID_REFERENCES {
+        if let Some((resolved, _)) = session.stat(path).expect("stat") {
+            let text = session.read(&resolved, 1 << 20).expect("read");
+            references.push((path.to_owned(), String::from_utf8_lossy(&text).into_owned()));
+        }
+    }
     lap("listed again");
     let checks = session.check_filesystems().expect("fs checks");
     assert!(
@@ -117,6 +162,79 @@ fn run_fixture(name: &'static str, machine_id: MachineIdMode) -> Outcome {
         before,
         after,
         reported,
+        renewed,
+        ids_before,
+        ids_after,
+        references,
+    }
+}
+
+/// The UUIDs changed in exactly the reported filesystems, PVs and VGs, to the reported
+/// values; every ext4/XFS/btrfs/swap filesystem and every PV and VG got a new one; no
+/// file read back names an old filesystem UUID, and each that did now names the new.
+fn assert_uuid_accounting(name: &str, o: &Outcome) {
+    assert_eq!(
+        o.ids_before.len(),
+        o.ids_after.len(),
+        "{name}: {:?}",
+        o.ids_after
+    );
+    for (was, now) in o.ids_before.iter().zip(&o.ids_after) {
+        assert_eq!((&was.kind, &was.device), (&now.kind, &now.device), "{name}");
+        let reported: Vec<_> = o.renewed.iter().filter(|c| c.path == was.device).collect();
+        let settable = match &was.kind {
+            BlockKind::Filesystem { fstype } => {
+                ["ext4", "xfs", "btrfs", "swap"].contains(&fstype.as_str())
+            }
+            BlockKind::PhysicalVolume | BlockKind::VolumeGroup => true,
+        };
+        if !settable {
+            assert!(
+                reported.is_empty(),
+                "{name}: {was:?} reported: {reported:?}"
+            );
+            assert_eq!(
+                was.uuid, now.uuid,
+                "{name}: {} changed unreported",
+                was.device
+            );
+            continue;
+        }
+        assert_eq!(reported.len(), 1, "{name}: {was:?} reported {reported:?}");
+        assert_ne!(was.uuid, now.uuid, "{name}: {} kept its UUID", was.device);
+        assert_eq!(
+            reported[0].removed_lines,
+            std::slice::from_ref(&was.uuid),
+            "{name}"
+        );
+        assert_eq!(
+            reported[0].added_lines,
+            std::slice::from_ref(&now.uuid),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        o.renewed.len(),
+        o.ids_before
+            .iter()
+            .filter(|id| o.renewed.iter().any(|c| c.path == id.device))
+            .count(),
+        "{name}: a reported device that does not exist: {:?}",
+        o.renewed
+    );
+    for (path, text) in &o.references {
+        let lower = text.to_ascii_lowercase();
+        for (was, now) in o.ids_before.iter().zip(&o.ids_after) {
+            if !matches!(was.kind, BlockKind::Filesystem { .. }) || was.uuid == now.uuid {
+                continue;
+            }
+            assert!(
+                !lower.contains(&was.uuid.to_ascii_lowercase()),
+                "{name}: {path} still names {} ({}):\n{text}",
+                was.uuid,
+                was.device
+            );
+        }
     }
 }
 
@@ -141,6 +259,7 @@ fn assert_exact_accounting(name: &str, o: &Outcome) {
             Action::Remove => was && !now,
             Action::Create => !was && now,
             Action::Edit | Action::Truncate => was && now,
+            Action::NewUuid => unreachable!("partitioned out"),
         };
         assert!(
             consistent,
@@ -165,8 +284,9 @@ fn hex_sha256(data: &[u8]) -> String {
         .collect()
 }
 
-fn assert_common(name: &str, o: &Outcome, machine_id: MachineIdMode) {
+fn assert_common(name: &str, o: &Outcome, variant: &Variant) {
     assert_exact_accounting(name, o);
+    assert_uuid_accounting(name, o);
     for path in REMOVED_EVERYWHERE {
         assert!(has(&o.before, path), "{name}: fixture lacks {path}");
         assert!(!has(&o.after, path), "{name}: {path} should be gone");
@@ -179,13 +299,35 @@ fn assert_common(name: &str, o: &Outcome, machine_id: MachineIdMode) {
             "{name}: control {path} changed"
         );
     }
-    match machine_id {
+    match variant.machine_id {
         MachineIdMode::Uninitialized => content_is(o, "/etc/machine-id", "uninitialized\n"),
         MachineIdMode::Empty => content_is(o, "/etc/machine-id", ""),
         MachineIdMode::Remove => assert!(!has(&o.after, "/etc/machine-id"), "{name}"),
     }
     content_is(o, "/etc/hostname", &format!("{NEW_HOSTNAME}\n"));
     assert!(has(&o.after, "/tmp") && !o.after.keys().any(|k| k.starts_with("/tmp/")));
+    // flag-reconfiguration
+    assert!(!has(&o.before, "/.unconfigured"), "{name}");
+    content_is(o, "/.unconfigured", "");
+    // user-account
+    let alice = [
+        "/home/alice",
+        "/home/alice/.bashrc",
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/group",
+        "/etc/gshadow",
+    ];
+    for path in alice {
+        assert!(has(&o.before, path), "{name}: fixture lacks {path}");
+        if variant.keep_alice {
+            assert_eq!(o.before.get(path), o.after.get(path), "{name}: {path}");
+        } else if path.starts_with("/home/") {
+            assert!(!has(&o.after, path), "{name}: {path} should be gone");
+        } else {
+            line_gone(o, path);
+        }
+    }
 }
 
 fn line_gone(o: &Outcome, path: &str) {
@@ -199,8 +341,12 @@ fn line_gone(o: &Outcome, path: &str) {
 
 #[test]
 fn debian_ext4_mbr() {
-    let o = run_fixture("debian", MachineIdMode::Uninitialized);
-    assert_common("debian", &o, MachineIdMode::Uninitialized);
+    let variant = Variant {
+        machine_id: MachineIdMode::Uninitialized,
+        keep_alice: true,
+    };
+    let o = run_fixture("debian", &variant);
+    assert_common("debian", &o, &variant);
     line_gone(&o, "/etc/systemd/network/50-storage.network");
     line_gone(&o, "/etc/network/interfaces");
     line_gone(&o, "/etc/network/interfaces.d/eth1");
@@ -215,8 +361,12 @@ fn debian_ext4_mbr() {
 
 #[test]
 fn ubuntu_gpt_esp_netplan() {
-    let o = run_fixture("ubuntu", MachineIdMode::Empty);
-    assert_common("ubuntu", &o, MachineIdMode::Empty);
+    let variant = Variant {
+        machine_id: MachineIdMode::Empty,
+        keep_alice: false,
+    };
+    let o = run_fixture("ubuntu", &variant);
+    assert_common("ubuntu", &o, &variant);
     assert!(
         !has(&o.after, "/var/lib/dbus/machine-id"),
         "regular-file dbus copy"
@@ -228,16 +378,24 @@ fn ubuntu_gpt_esp_netplan() {
 
 #[test]
 fn suse_btrfs() {
-    let o = run_fixture("suse", MachineIdMode::Remove);
-    assert_common("suse", &o, MachineIdMode::Remove);
+    let variant = Variant {
+        machine_id: MachineIdMode::Remove,
+        keep_alice: true,
+    };
+    let o = run_fixture("suse", &variant);
+    assert_common("suse", &o, &variant);
     line_gone(&o, "/etc/sysconfig/network/ifcfg-eth0");
     assert!(!has(&o.after, "/var/lib/wicked/lease-eth0-dhcp-ipv4.xml"));
 }
 
 #[test]
 fn centos7_xfs_lvm() {
-    let o = run_fixture("centos7", MachineIdMode::Uninitialized);
-    assert_common("centos7", &o, MachineIdMode::Uninitialized);
+    let variant = Variant {
+        machine_id: MachineIdMode::Uninitialized,
+        keep_alice: false,
+    };
+    let o = run_fixture("centos7", &variant);
+    assert_common("centos7", &o, &variant);
     assert!(
         !has(&o.after, "/var/lib/dbus/machine-id"),
         "regular-file dbus copy"
@@ -259,17 +417,22 @@ fn centos7_xfs_lvm() {
 
 #[test]
 fn rocky9_xfs_lvm_keyfiles() {
-    let o = run_fixture("rocky9", MachineIdMode::Uninitialized);
-    assert_common("rocky9", &o, MachineIdMode::Uninitialized);
+    let variant = Variant {
+        machine_id: MachineIdMode::Uninitialized,
+        keep_alice: false,
+    };
+    let o = run_fixture("rocky9", &variant);
+    assert_common("rocky9", &o, &variant);
     line_gone(&o, "/etc/sysconfig/network-scripts/ifcfg-eth9");
-    line_gone(
-        &o,
-        "/etc/NetworkManager/system-connections/eth0.nmconnection",
-    );
-    line_gone(
-        &o,
-        "/etc/NetworkManager/system-connections/storage.nmconnection",
-    );
+    // net-nmconn removes the keyfiles net-hwaddr would have edited (the edit is dropped
+    // from the plan: the accounting above saw one removal each).
+    for keyfile in ["eth0", "storage"] {
+        let path = format!("/etc/NetworkManager/system-connections/{keyfile}.nmconnection");
+        assert!(has(&o.before, &path) && !has(&o.after, &path), "{path}");
+    }
+    // lvm-uuids: LVM's devices file names the old PVID.
+    assert!(has(&o.before, "/etc/lvm/devices/system.devices"));
+    assert!(!has(&o.after, "/etc/lvm/devices/system.devices"));
     // Off by default, on with `all`: firewall-rules and kerberos-data.
     assert!(!has(&o.after, "/etc/firewalld/zones/public.xml"));
     assert!(!has(&o.after, "/var/kerberos/krb5kdc/principal"));

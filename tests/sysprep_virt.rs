@@ -2,6 +2,8 @@
 //! the same operation words: the file-level results must be identical except for the
 //! documented, intentional differences (README, "sysprep: differences from
 //! virt-sysprep"). Four appliance launches per case, two at a time.
+//! For fs-uuids and lvm-uuids the comparison is of which filesystems, PVs and VGs got
+//! a new UUID.
 
 mod common;
 mod sysprep_support;
@@ -10,14 +12,27 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::thread;
 
+use imgferry::guest::BlockId;
 use serde_json::Value;
-use sysprep_support::{differences, fixture, has, listing_of, virt_sysprep, Fixture, Listing};
+use sysprep_support::{
+    differences, fixture, has, listing_and_ids_of, virt_sysprep, Fixture, Listing,
+};
 
 const CERN_STATE: &str = "/var/lib/cern-private-cloud-addons/state";
 
+/// What one differential run found.
+struct Both {
+    theirs: Listing,
+    ours: Listing,
+    /// Our `--json` lines.
+    events: Vec<Value>,
+    theirs_ids: Vec<BlockId>,
+    ours_ids: Vec<BlockId>,
+}
+
 /// Runs virt-sysprep on one copy and `imgferry sysprep` (the CLI, `--json`) on another,
-/// in parallel, then lists both. Returns (theirs, ours, our JSON lines).
-fn both(fixture: &Fixture, words: &[&str]) -> (Listing, Listing, Vec<Value>) {
+/// in parallel, then lists both.
+fn both(fixture: &Fixture, words: &[&str]) -> Both {
     let dir = common::tempdir();
     let theirs = fixture.copy(dir.path(), "virt-sysprep");
     let ours = fixture.copy(dir.path(), "imgferry");
@@ -38,13 +53,17 @@ fn both(fixture: &Fixture, words: &[&str]) -> (Listing, Listing, Vec<Value>) {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    let list = |image: PathBuf| thread::spawn(move || listing_of(&image).1);
+    let list = |image: PathBuf| thread::spawn(move || listing_and_ids_of(&image));
     let (theirs_listing, ours_listing) = (list(theirs), list(ours));
-    (
-        theirs_listing.join().expect("listing thread"),
-        ours_listing.join().expect("listing thread"),
+    let (theirs, theirs_ids) = theirs_listing.join().expect("listing thread");
+    let (ours, ours_ids) = ours_listing.join().expect("listing thread");
+    Both {
+        theirs,
+        ours,
         events,
-    )
+        theirs_ids,
+        ours_ids,
+    }
 }
 
 fn set(paths: &[&str]) -> BTreeSet<String> {
@@ -74,7 +93,12 @@ fn cern_procedure_centos7() {
         "--delete",
         CERN_STATE,
     ];
-    let (theirs, ours, events) = both(&fixture, &words);
+    let Both {
+        theirs,
+        ours,
+        events,
+        ..
+    } = both(&fixture, &words);
     // What virt-sysprep did do, and what it silently kept.
     assert!(!has(&theirs, "/etc/udev/rules.d/70-persistent-net.rules"));
     assert!(
@@ -107,7 +131,7 @@ fn identity_operations_rocky9() {
         "--enable",
         "machine-id,kerberos-hostkeytab,net-hwaddr,net-hostname,udev-persistent-net,dhcp-client-state",
     ];
-    let (theirs, ours, _events) = both(&fixture, &words);
+    let Both { theirs, ours, .. } = both(&fixture, &words);
     let lease = format!(
         "/var/lib/NetworkManager/internal-{}-eth0.lease",
         fixture.fact("identity", "connection_uuid")
@@ -131,4 +155,81 @@ fn identity_operations_rocky9() {
     );
     assert!(!ours["/etc/machine-id"].ends_with(empty));
     assert!(!has(&theirs, "/etc/krb5.keytab") && !has(&ours, "/etc/krb5.keytab"));
+}
+
+/// user-account, flag-reconfiguration, net-nmconn, lvm-uuids and fs-uuids on CentOS 7
+/// (a distro on every virt-sysprep 1.48 list). Both tools give the same filesystems,
+/// PV and VG new UUIDs; the files differ only where imgferry does more: alice also
+/// leaves wheel's member lists (group, gshadow), her gshadow/subuid/subgid lines go,
+/// and fs-uuids rewrites fstab's and GRUB's references to /boot's old UUID. virt-sysprep
+/// leaves them stale, and it shows: listing its result, /boot cannot be mounted (fstab
+/// names a UUID no filesystem has), so everything in /boot is missing from its listing
+/// — as it would be for the guest at boot.
+#[test]
+fn accounts_flags_and_uuids_centos7() {
+    let fixture = fixture("centos7");
+    let words = [
+        "--enable",
+        "user-account,flag-reconfiguration,net-nmconn,lvm-uuids,fs-uuids",
+    ];
+    let run = both(&fixture, &words);
+    let ours_boot: Vec<&str> = run
+        .ours
+        .keys()
+        .map(String::as_str)
+        .filter(|p| p.starts_with("/boot/"))
+        .collect();
+    assert!(ours_boot.contains(&"/boot/grub2/grub.cfg"), "{ours_boot:?}");
+    for path in &ours_boot {
+        assert!(
+            !has(&run.theirs, path),
+            "virt-sysprep's /boot was mountable: {path}"
+        );
+    }
+    let mut expected = set(&[
+        "/etc/group",
+        "/etc/gshadow",
+        "/etc/subuid",
+        "/etc/subgid",
+        "/etc/fstab",
+    ]);
+    expected.extend(ours_boot.iter().map(|p| (*p).to_owned()));
+    assert_eq!(differences(&run.theirs, &run.ours), expected);
+    for gone in [
+        "/home/alice",
+        "/var/spool/mail/alice",
+        "/etc/NetworkManager/system-connections/bond0.nmconnection",
+    ] {
+        assert!(!has(&run.theirs, gone) && !has(&run.ours, gone), "{gone}");
+    }
+    assert!(has(&run.theirs, "/.unconfigured") && has(&run.ours, "/.unconfigured"));
+    // Every filesystem, the PV and the VG: a new UUID from both tools.
+    let old: Vec<String> = [
+        fixture.fact("filesystems", "root_uuid"),
+        fixture.fact("filesystems", "boot_uuid"),
+        fixture.fact("filesystems", "swap_uuid"),
+        fixture.fact("lvm", "pv_uuid"),
+        fixture.fact("lvm", "vg_uuid"),
+    ]
+    .into_iter()
+    .map(|u| u.to_ascii_lowercase())
+    .collect();
+    let devices =
+        |ids: &[BlockId]| -> Vec<String> { ids.iter().map(|i| i.device.clone()).collect() };
+    assert_eq!(devices(&run.theirs_ids), devices(&run.ours_ids));
+    assert_eq!(run.ours_ids.len(), old.len(), "{:?}", run.ours_ids);
+    for id in run.theirs_ids.iter().chain(&run.ours_ids) {
+        assert!(
+            !old.contains(&id.uuid.to_ascii_lowercase()),
+            "{} kept its UUID {}",
+            id.device,
+            id.uuid
+        );
+    }
+    let reported = run
+        .events
+        .iter()
+        .filter(|e| e["action"] == "new-uuid")
+        .count();
+    assert_eq!(reported, old.len());
 }

@@ -2,6 +2,7 @@
 //! selection words. Argument handling and output only; the work is `sysprep::run` on a
 //! `guest::libguestfs::Session`, committed only when every change succeeded.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use serde_json::json;
 use super::{Failure, Output};
 use crate::exit::ExitCode;
 use crate::sysprep::RootReport;
-use crate::sysprep::{self, Hostname, MachineIdMode, Options, Words, OPERATIONS};
+use crate::sysprep::{self, Hostname, MachineIdMode, Options, UserAccounts, Words, OPERATIONS};
 
 /// Arguments of `imgferry sysprep`.
 #[derive(Debug, clap::Args)]
@@ -35,6 +36,13 @@ pub struct SysprepArgs {
     /// Set the hostname (/etc/hostname and the distro's other places). Always applied.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// user-account: remove only these users (comma-separated, repeatable).
+    #[arg(long, value_name = "USERS")]
+    pub remove_user_accounts: Vec<String>,
+    /// user-account: keep these users (comma-separated, repeatable; wins over
+    /// --remove-user-accounts).
+    #[arg(long, value_name = "USERS")]
+    pub keep_user_accounts: Vec<String>,
     /// What machine-id does with /etc/machine-id.
     #[arg(long, value_enum, default_value = "uninitialized")]
     pub machine_id: MachineIdArg,
@@ -72,6 +80,18 @@ fn options(args: &SysprepArgs) -> Result<Options, Failure> {
     words.extend(args.operations.iter().cloned().map(Words::Operations));
     let operations = sysprep::select(&words)?;
     let hostname = args.hostname.as_deref().map(Hostname::parse).transpose()?;
+    let user_accounts = UserAccounts {
+        remove: user_names(&args.remove_user_accounts, "--remove-user-accounts")?,
+        keep: user_names(&args.keep_user_accounts, "--keep-user-accounts")?,
+    };
+    let user_account_on = operations.iter().any(|op| op.name == "user-account");
+    if user_accounts != UserAccounts::default() && !user_account_on {
+        return Err(Failure::new(
+            "--remove-user-accounts/--keep-user-accounts were given, but the user-account operation is not selected",
+        )
+        .with_hint("add --enable user-account (or --operations defaults,user-account)")
+        .with_code(ExitCode::Usage));
+    }
     Ok(Options {
         operations,
         machine_id: match args.machine_id {
@@ -82,8 +102,21 @@ fn options(args: &SysprepArgs) -> Result<Options, Failure> {
         delete: args.delete.clone(),
         truncate: args.truncate.clone(),
         hostname,
+        user_accounts,
         dry_run: args.dry_run,
     })
+}
+
+/// The user names of a repeatable comma-separated flag; an empty name is an error.
+fn user_names(values: &[String], flag: &str) -> Result<BTreeSet<String>, Failure> {
+    let mut names = BTreeSet::new();
+    for name in values.iter().flat_map(|v| v.split(',')) {
+        if name.trim().is_empty() {
+            return Err(Failure::new(format!("{flag}: empty user name")).with_code(ExitCode::Usage));
+        }
+        names.insert(name.trim().to_owned());
+    }
+    Ok(names)
 }
 
 fn execute(

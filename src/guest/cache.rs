@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::{GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount};
+use super::{BlockId, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount};
 
 /// Read-side memo over another guest.
 pub struct ReadCache<'a> {
@@ -110,6 +110,17 @@ impl GuestFs for ReadCache<'_> {
     fn symlink(&mut self, target: &str, path: &Resolved) -> Result<()> {
         self.forget();
         self.inner.symlink(target, path)
+    }
+    fn block_ids(&mut self) -> Result<Vec<BlockId>> {
+        self.inner.block_ids()
+    }
+    fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> Result<()> {
+        self.forget();
+        self.inner.set_fs_uuid(device, uuid)
+    }
+    fn renew_lvm_uuids(&mut self) -> Result<()> {
+        self.forget();
+        self.inner.renew_lvm_uuids()
     }
 }
 

@@ -57,6 +57,9 @@ pub enum GuestError {
         path: PathBuf,
         message: String,
     },
+    /// The backend cannot do this.
+    #[error("this guest backend does not support {what}")]
+    Unsupported { what: &'static str },
     /// An I/O call on a host file failed.
     #[error("cannot {action} {path}")]
     Io {

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount};
+use super::{
+    BlockId, BlockKind, FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result,
+    SkippedMount,
+};
 
 #[derive(Debug, Clone)]
 pub enum Node {
@@ -20,6 +23,8 @@ pub struct MemoryGuest {
     pub os: OsInfo,
     /// Every mutating call, in order (`"remove /etc/x"`, ...), for assertions.
     pub log: Vec<String>,
+    /// The disk's filesystems, PVs and VGs (one ext4 root by default).
+    pub ids: Vec<BlockId>,
 }
 
 impl MemoryGuest {
@@ -41,6 +46,13 @@ impl MemoryGuest {
                 mountpoints: vec![("/".to_owned(), "/dev/sda1".to_owned())],
             },
             log: Vec::new(),
+            ids: vec![BlockId {
+                kind: BlockKind::Filesystem {
+                    fstype: "ext4".to_owned(),
+                },
+                device: "/dev/sda1".to_owned(),
+                uuid: "0a1b2c3d-0000-4000-8000-000000000001".to_owned(),
+            }],
         }
     }
 
@@ -222,6 +234,27 @@ impl GuestFs for MemoryGuest {
         self.log.push(format!("symlink {path}"));
         self.nodes
             .insert(path.to_string(), Node::Symlink(target.to_owned()));
+        Ok(())
+    }
+    fn block_ids(&mut self) -> Result<Vec<BlockId>> {
+        Ok(self.ids.clone())
+    }
+    fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> Result<()> {
+        self.log.push(format!("set-uuid {device} {uuid}"));
+        for id in &mut self.ids {
+            if id.device == device {
+                id.uuid = uuid.to_owned();
+            }
+        }
+        Ok(())
+    }
+    fn renew_lvm_uuids(&mut self) -> Result<()> {
+        self.log.push("renew-lvm-uuids".to_owned());
+        for id in &mut self.ids {
+            if !matches!(id.kind, BlockKind::Filesystem { .. }) {
+                id.uuid.push_str("-renewed");
+            }
+        }
         Ok(())
     }
 }

@@ -72,6 +72,30 @@ pub struct SkippedMount {
     pub reason: String,
 }
 
+/// What a block-level identity belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum BlockKind {
+    /// A filesystem (or swap area) of this type (`ext4`, `xfs`, `swap`, `vfat`, ...).
+    Filesystem { fstype: String },
+    /// An LVM physical volume.
+    PhysicalVolume,
+    /// An LVM volume group (its `device` is the VG name).
+    VolumeGroup,
+}
+
+/// A UUID found on the disk: a filesystem's, an LVM PV's or an LVM VG's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockId {
+    #[serde(flatten)]
+    pub kind: BlockKind,
+    /// The backend's device name (`/dev/sda1`, `/dev/rhel/root`), or the VG name.
+    pub device: String,
+    /// As the tools print it: dashed lowercase hex for filesystems, LVM's 38-character
+    /// form for PVs and VGs; empty when the object has none.
+    pub uuid: String,
+}
+
 /// A guest whose filesystems can be inspected, mounted, read and changed.
 ///
 /// Backends implement these primitives. Every path argument is a [`Resolved`] path:
@@ -111,4 +135,29 @@ pub trait GuestFs {
     fn mkdir(&mut self, path: &Resolved) -> Result<()>;
     /// Creates a symlink `path` pointing at `target` (stored as given).
     fn symlink(&mut self, target: &str, path: &Resolved) -> Result<()>;
+
+    // --- block-level identity (fs-uuids, lvm-uuids). A backend that cannot do these
+    // keeps the defaults, which refuse: an operation must never silently do nothing.
+
+    /// Every filesystem, LVM PV and LVM VG on the disk with its UUID (works whether or
+    /// not anything is mounted).
+    fn block_ids(&mut self) -> Result<Vec<BlockId>> {
+        Err(GuestError::Unsupported {
+            what: "listing filesystem and LVM UUIDs",
+        })
+    }
+    /// Gives the filesystem on `device` the UUID `uuid`. Nothing may be mounted.
+    fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> Result<()> {
+        let _ = (device, uuid);
+        Err(GuestError::Unsupported {
+            what: "changing filesystem UUIDs",
+        })
+    }
+    /// Gives every LVM PV and VG a new random UUID (LVM cannot be told which). Nothing
+    /// may be mounted.
+    fn renew_lvm_uuids(&mut self) -> Result<()> {
+        Err(GuestError::Unsupported {
+            what: "changing LVM UUIDs",
+        })
+    }
 }

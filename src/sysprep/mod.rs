@@ -21,7 +21,7 @@ use serde_json::json;
 
 pub use custom::Hostname;
 pub use error::{Result, SysprepError};
-pub use operations::{Operation, OPERATIONS};
+pub use operations::{Operation, UserAccounts, OPERATIONS};
 pub use plan::{Action, Change};
 pub use selection::{select, Words};
 
@@ -54,6 +54,8 @@ pub struct Options {
     pub truncate: Vec<String>,
     /// `--hostname` (always applied).
     pub hostname: Option<Hostname>,
+    /// `--remove-user-accounts` / `--keep-user-accounts` (for user-account).
+    pub user_accounts: UserAccounts,
     /// Plan and report only; change nothing.
     pub dry_run: bool,
 }
@@ -69,13 +71,19 @@ pub struct RootReport {
 /// Runs the selected operations on every Linux root of `guest`. Each change is
 /// reported as a `sysprep.change` event once made (or planned, in a dry run). An error
 /// stops the run at once; the caller must then not commit.
+///
+/// Block-level changes (fs-uuids, lvm-uuids) are decided once for the disk before the
+/// first root, and made after the last root's files (nothing mounted): they are
+/// reported with the last root.
 pub fn run(
     guest: &mut dyn GuestFs,
     options: &Options,
     reporter: &dyn Reporter,
 ) -> Result<Vec<RootReport>> {
-    let mut reports = Vec::new();
-    for os in guest.inspect()? {
+    let mut reports: Vec<RootReport> = Vec::new();
+    let roots = guest.inspect()?;
+    let devices = operations::DevicePlan::new(guest, options)?;
+    for os in roots {
         if os.kind != "linux" {
             reporter.warn(&format!(
                 "{}: skipping a {} root ({}): imgferry sysprep handles Linux guests",
@@ -97,7 +105,7 @@ pub fn run(
         }
         // Planning only reads: every answer is memoised for the whole plan.
         let mut cached = ReadCache::new(guest);
-        let mut planner = plan::Planner::new(&mut cached, &os, options);
+        let mut planner = plan::Planner::new(&mut cached, &os, options, &devices);
         for operation in &options.operations {
             planner.set_operation(operation.name);
             operation.plan(&mut planner)?;
@@ -130,6 +138,12 @@ pub fn run(
             os,
             changes,
         });
+    }
+    if let Some(last) = reports.last_mut() {
+        for change in devices.apply(guest, options.dry_run)? {
+            reporter.event(change_event(&last.os, &change, options.dry_run));
+            last.changes.push(change);
+        }
     }
     Ok(reports)
 }

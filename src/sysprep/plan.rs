@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::edit::{lines_of, LineEdit};
+use super::operations::DevicePlan;
 use super::{Options, Result};
 use crate::guest::{FileKind, Follow, GuestFs, GuestFsExt, Metadata, OsInfo, Resolved};
 
@@ -27,6 +28,9 @@ pub enum Action {
     Truncate,
     Edit,
     Create,
+    /// A filesystem, LVM PV or VG got a new UUID (`path` is the device or VG name,
+    /// `removed_lines` the old UUID, `added_lines` the new one when known).
+    NewUuid,
 }
 
 impl Action {
@@ -37,6 +41,7 @@ impl Action {
             Self::Truncate => "truncate",
             Self::Edit => "edit",
             Self::Create => "create",
+            Self::NewUuid => "new-uuid",
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct Planner<'a> {
     guest: &'a mut dyn GuestFs,
     pub os: &'a OsInfo,
     pub options: &'a Options,
+    /// The disk's UUID changes, decided before any root is planned.
+    pub devices: &'a DevicePlan,
     operation: &'static str,
     steps: Vec<Step>,
     removed: Vec<Resolved>,
@@ -86,11 +93,17 @@ pub struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     /// A planner for the mounted root `os`.
-    pub fn new(guest: &'a mut dyn GuestFs, os: &'a OsInfo, options: &'a Options) -> Self {
+    pub fn new(
+        guest: &'a mut dyn GuestFs,
+        os: &'a OsInfo,
+        options: &'a Options,
+        devices: &'a DevicePlan,
+    ) -> Self {
         Self {
             guest,
             os,
             options,
+            devices,
             operation: "",
             steps: Vec::new(),
             removed: Vec::new(),
@@ -198,6 +211,12 @@ impl<'a> Planner<'a> {
             Call::Remove(path.clone())
         };
         self.written.retain(|written, _| !written.is_within(path));
+        // An earlier edit of what now goes would only be undone: drop it, so the plan
+        // (and a dry run) shows the removal alone.
+        self.steps.retain(|step| match &step.call {
+            Call::Write(written, _) | Call::Truncate(written) => !written.is_within(path),
+            Call::Remove(_) | Call::RemoveTree(_) => true,
+        });
         self.removed.push(path.clone());
         self.steps.push(Step { call, changes });
         Ok(())

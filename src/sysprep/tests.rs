@@ -185,3 +185,128 @@ fn every_operation_has_a_unique_name_and_a_description() {
     assert_eq!(names.len(), OPERATIONS.len());
     assert!(OPERATIONS.iter().all(|op| !op.description.is_empty()));
 }
+
+#[test]
+fn fs_and_lvm_uuids_rewrite_references_and_drop_the_devices_file() {
+    let old = "0a1b2c3d-0000-4000-8000-000000000001";
+    let mut guest = centos()
+        .file(
+            "/etc/fstab",
+            &format!("UUID={old} / xfs defaults 0 0\n/dev/rhel/swap none swap defaults 0 0\n"),
+        )
+        .file(
+            "/boot/grub2/grub.cfg",
+            &format!(
+                "search --fs-uuid --set=root {}\nlinux /vmlinuz root=/dev/rhel/root\n",
+                old.to_uppercase()
+            ),
+        )
+        .file(
+            "/etc/lvm/devices/system.devices",
+            "VERSION=1.1.1\nIDTYPE=devname IDNAME=/dev/sda2 DEVNAME=/dev/sda2 PVID=abc\n",
+        )
+        .file("/boot/initramfs-5.14.img", "x");
+    guest.ids.push(crate::guest::BlockId {
+        kind: crate::guest::BlockKind::PhysicalVolume,
+        device: "/dev/sda2".to_owned(),
+        uuid: "pv-old".to_owned(),
+    });
+    let opts = options(&[Words::Enable("fs-uuids,lvm-uuids".to_owned())]);
+    let mut dry = guest.clone();
+    let dry_changes = run_on(
+        &mut dry,
+        &Options {
+            dry_run: true,
+            ..opts.clone()
+        },
+    );
+    assert!(dry.log.is_empty(), "{:?}", dry.log);
+    let changes = run_on(&mut guest, &opts);
+    assert_eq!(changes, dry_changes);
+    assert_eq!(
+        changes,
+        [
+            "fs-uuids edit /etc/fstab",
+            "fs-uuids edit /boot/grub2/grub.cfg",
+            "lvm-uuids remove /etc/lvm/devices/system.devices",
+            "fs-uuids new-uuid /dev/sda1",
+            "lvm-uuids new-uuid /dev/sda2",
+        ]
+    );
+    let new = guest.ids[0].uuid.clone();
+    assert_ne!(new, old);
+    assert_eq!(
+        guest.content("/etc/fstab").unwrap(),
+        format!("UUID={new} / xfs defaults 0 0\n/dev/rhel/swap none swap defaults 0 0\n")
+    );
+    assert!(guest
+        .content("/boot/grub2/grub.cfg")
+        .unwrap()
+        .contains(&new));
+    assert_eq!(guest.ids[1].uuid, "pv-old-renewed");
+}
+
+#[test]
+fn user_account_removes_alice_everywhere_but_keeps_root_and_system_users() {
+    let guest = || {
+        centos()
+            .file("/etc/login.defs", "UID_MIN 1000\nUID_MAX 60000\n")
+            .file("/etc/passwd", "root:x:0:0::/root:/bin/bash\nbin:x:2:2::/bin:/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\nodd:x:1001:1001::/srv:/bin/sh\n")
+            .file("/etc/shadow", "root:!::\nalice:$6$x::\nodd:!::\n")
+            .file("/etc/group", "root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\nodd:x:1001:\n")
+            .file("/etc/gshadow", "wheel:::alice\nalice:!::\n")
+            .file("/home/alice/.bashrc", "b")
+            .file("/srv/www/index.html", "keep")
+            .file("/var/spool/mail/alice", "m")
+    };
+    let mut opts = options(&[Words::Enable("user-account".to_owned())]);
+    let mut g = guest();
+    run_on(&mut g, &opts);
+    assert_eq!(
+        g.content("/etc/passwd").unwrap(),
+        "root:x:0:0::/root:/bin/bash\nbin:x:2:2::/bin:/sbin/nologin\n"
+    );
+    assert_eq!(g.content("/etc/shadow").unwrap(), "root:!::\n");
+    assert_eq!(
+        g.content("/etc/group").unwrap(),
+        "root:x:0:\nwheel:x:10:bob\n"
+    );
+    assert_eq!(g.content("/etc/gshadow").unwrap(), "wheel:::\n");
+    assert!(!g.nodes.contains_key("/home/alice") && !g.nodes.contains_key("/var/spool/mail/alice"));
+    assert!(
+        g.nodes.contains_key("/srv/www/index.html"),
+        "a top-level home is never removed"
+    );
+    opts.user_accounts.keep.insert("alice".to_owned());
+    let mut g = guest();
+    run_on(&mut g, &opts);
+    assert!(g.content("/etc/passwd").unwrap().contains("alice:"));
+    assert!(!g.content("/etc/passwd").unwrap().contains("odd:"));
+}
+
+#[test]
+fn net_nmconn_is_rhel_family_only_and_flag_reconfiguration_creates_the_flag() {
+    let keyfile = "/etc/NetworkManager/system-connections/eth0.nmconnection";
+    let opts = options(&[Words::Enable(
+        "net-nmconn,flag-reconfiguration,net-hwaddr".to_owned(),
+    )]);
+    let mut rocky =
+        MemoryGuest::new("rocky").file(keyfile, "[ethernet]\nmac-address=FA:16:3E:00:00:01\n");
+    assert_eq!(
+        run_on(&mut rocky, &opts),
+        [
+            "flag-reconfiguration create /.unconfigured".to_owned(),
+            format!("net-nmconn remove {keyfile}"),
+        ]
+    );
+    assert_eq!(rocky.content("/.unconfigured").unwrap(), "");
+    let mut ubuntu =
+        MemoryGuest::new("ubuntu").file(keyfile, "[ethernet]\nmac-address=FA:16:3E:00:00:01\n");
+    assert_eq!(
+        run_on(&mut ubuntu, &opts),
+        [
+            format!("net-hwaddr edit {keyfile}"),
+            "flag-reconfiguration create /.unconfigured".to_owned(),
+        ]
+    );
+}

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use imgferry::guest::libguestfs::{Access, Session};
-use imgferry::guest::{FileKind, GuestFs, GuestFsExt, OsInfo};
+use imgferry::guest::{BlockId, FileKind, GuestFs, GuestFsExt, OsInfo};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -194,6 +194,16 @@ pub fn listing_of(image: &Path) -> (OsInfo, Listing) {
     session.mount_os(&os).expect("mount");
     let listing = listing(&mut session);
     (os, listing)
+}
+
+/// Like [`listing_of`], with the disk's filesystem, PV and VG UUIDs (same launch).
+pub fn listing_and_ids_of(image: &Path) -> (Listing, Vec<BlockId>) {
+    let mut session = Session::open(image, Access::DryRun).expect("open a dry-run session");
+    let ids = session.block_ids().expect("block ids");
+    let mut roots = session.inspect().expect("inspect");
+    assert_eq!(roots.len(), 1, "{}: one OS root expected", image.display());
+    session.mount_os(&roots.remove(0)).expect("mount");
+    (listing(&mut session), ids)
 }
 
 /// Paths whose entry differs between two listings (present in one only, or changed).

@@ -7,7 +7,7 @@
 
 use super::{call, ffi, inspect, Session};
 use crate::guest::{
-    FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount,
+    BlockId, FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount,
 };
 
 /// `st_mode` file type bits (the same on every Linux filesystem).
@@ -154,5 +154,17 @@ impl GuestFs for Session {
             path.as_str(),
             self.handle.ln_s(target, path.as_str()),
         )
+    }
+
+    fn block_ids(&mut self) -> Result<Vec<BlockId>> {
+        self.list_block_ids()
+    }
+
+    fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> Result<()> {
+        self.set_uuid_of(device, uuid)
+    }
+
+    fn renew_lvm_uuids(&mut self) -> Result<()> {
+        self.renew_lvm()
     }
 }

@@ -12,6 +12,7 @@
 //! appliance has shut down cleanly — merges the overlay into the image with
 //! `qemu-img commit`. A dry run adds the image read-only and never writes a byte.
 
+mod blockid;
 pub mod ffi;
 mod fs;
 mod fscheck;

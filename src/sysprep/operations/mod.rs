@@ -7,14 +7,18 @@
 //! the [`Planner`]). Operations act on the files present, never on the distro name, so
 //! a distro missing from a list (virt-sysprep 1.48 and Rocky) cannot be skipped.
 
+mod accounts;
 mod identity;
 mod logfiles;
 mod netplan;
 mod network;
 mod parity;
 mod table;
+mod uuids;
 
+pub use accounts::UserAccounts;
 pub use table::OPERATIONS;
+pub use uuids::DevicePlan;
 
 use super::plan::Planner;
 use super::Result;

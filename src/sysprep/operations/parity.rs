@@ -1,6 +1,6 @@
 //! virt-sysprep operations that need more than "remove what these globs match":
 //! tmp-files, cron-spool, pacct-log, backup-files, package-manager-cache,
-//! kerberos-data, ca-certificates.
+//! kerberos-data, ca-certificates, net-nmconn, flag-reconfiguration.
 //!
 //! Owns: those rules, with virt-sysprep 1.48's paths. Must not: run programs in the
 //! guest (nothing here does; see the README for what virt-sysprep would run).
@@ -8,7 +8,7 @@
 use super::super::plan::Planner;
 use super::super::Result;
 use super::{remove_files_below, remove_matches};
-use crate::guest::{glob, FileKind};
+use crate::guest::{glob, Family, FileKind};
 
 /// Everything inside `/tmp` and `/var/tmp` (dot files too), not the directories.
 pub fn tmp_files(planner: &mut Planner) -> Result<()> {
@@ -136,5 +136,31 @@ pub fn ca_certificates(planner: &mut Planner) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// NetworkManager keyfile profiles (with virt-sysprep's glob), on the RHEL family
+/// only — virt-sysprep 1.48's list (Fedora, RHEL, CentOS, Scientific, Oracle) plus
+/// the clones its list misses (Rocky, AlmaLinux, ...). Elsewhere the profiles are left:
+/// virt-sysprep leaves them too.
+pub fn net_nmconn(planner: &mut Planner) -> Result<()> {
+    if planner.os.family != Family::Rhel {
+        return Ok(());
+    }
+    remove_matches(
+        planner,
+        &["/etc/NetworkManager/system-connections/*.nmconnection"],
+        |kind| kind != FileKind::Directory,
+    )
+}
+
+/// `/.unconfigured` (empty), which makes the first boot ask for the root password,
+/// timezone and so on (initial-setup). Nothing when it already exists.
+pub fn flag_reconfiguration(planner: &mut Planner) -> Result<()> {
+    if planner.lookup("/.unconfigured")?.is_some() {
+        return Ok(());
+    }
+    let path = planner.resolve_new("/.unconfigured")?;
+    planner.replace(&path, None, b"");
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! names, defaults and paths (1.48). Must not: hold logic beyond naming a planner.
 
 use super::How::{AlwaysApplied, Custom, RemoveMatches, RemoveNonDirectories};
-use super::{identity, logfiles, network, parity, Operation};
+use super::{accounts, identity, logfiles, network, parity, uuids, Operation};
 
 /// Every operation imgferry knows, in run order.
 pub static OPERATIONS: &[Operation] = &[
@@ -197,6 +197,20 @@ pub static OPERATIONS: &[Operation] = &[
         how: RemoveNonDirectories,
     },
     Operation {
+        name: "flag-reconfiguration",
+        default_on: false,
+        description: "Create /.unconfigured: the first boot asks for the root password, timezone, ...",
+        paths: &["/.unconfigured"],
+        how: Custom(parity::flag_reconfiguration),
+    },
+    Operation {
+        name: "fs-uuids",
+        default_on: false,
+        description: "New random filesystem UUIDs (ext2/3/4, XFS, btrfs, swap), rewriting fstab, crypttab, GRUB and BLS references",
+        paths: &uuids::REFERENCE_GLOBS,
+        how: Custom(uuids::fs_uuids),
+    },
+    Operation {
         name: "ipa-client",
         default_on: true,
         description: "Remove the IPA files (the CA bundle is rebuilt by update-ca-trust at the next boot, see README)",
@@ -226,11 +240,25 @@ pub static OPERATIONS: &[Operation] = &[
         how: RemoveMatches,
     },
     Operation {
+        name: "lvm-uuids",
+        default_on: true,
+        description: "New random LVM PV and VG UUIDs; remove LVM's devices file, which names the old PVs",
+        paths: &[uuids::LVM_DEVICES_FILE],
+        how: Custom(uuids::lvm_uuids),
+    },
+    Operation {
         name: "mail-spool",
         default_on: true,
         description: "Remove email from the local mail spool directory",
         paths: &["/var/spool/mail/*", "/var/mail/*"],
         how: RemoveMatches,
+    },
+    Operation {
+        name: "net-nmconn",
+        default_on: true,
+        description: "Remove NetworkManager keyfile profiles (RHEL family)",
+        paths: &["/etc/NetworkManager/system-connections/*.nmconnection"],
+        how: Custom(parity::net_nmconn),
     },
     Operation {
         name: "pacct-log",
@@ -322,6 +350,13 @@ pub static OPERATIONS: &[Operation] = &[
         description: "Remove everything in /tmp and /var/tmp",
         paths: &["/tmp/*", "/var/tmp/*"],
         how: Custom(parity::tmp_files),
+    },
+    Operation {
+        name: "user-account",
+        default_on: false,
+        description: "Remove user accounts (UID_MIN..UID_MAX, never root) with their home and mail (--remove-user-accounts, --keep-user-accounts)",
+        paths: &["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/subuid", "/etc/subgid", "/home/*", "/var/spool/mail/*"],
+        how: Custom(accounts::user_account),
     },
     Operation {
         name: "utmp",

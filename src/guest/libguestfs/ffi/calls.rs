@@ -35,6 +35,7 @@ macro_rules! calls {
 }
 
 calls! {
+    e2fsck_f(device) -> () = c_int, unit;
     inspect_get_distro(root) -> String = *mut c_char, string;
     inspect_get_hostname(root) -> String = *mut c_char, string;
     inspect_get_major_version(root) -> i32 = c_int, int;
@@ -61,6 +62,7 @@ calls! {
     truncate(path) -> () = c_int, unit;
     umount_all() -> () = c_int, unit;
     vfs_label(mountable) -> String = *mut c_char, string;
+    vfs_type(mountable) -> String = *mut c_char, string;
     vfs_uuid(mountable) -> String = *mut c_char, string;
     vgchange_uuid_all() -> () = c_int, unit;
     vgs() -> Vec<String> = *mut *mut c_char, strings;
