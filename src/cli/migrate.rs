@@ -357,6 +357,9 @@ fn sysprep_options(
         delete: args.delete.clone(),
         truncate: args.truncate.clone(),
         hostname,
+        // No --remove/--keep-user-accounts on migrate yet: `user-account`, when
+        // selected, keeps root and removes every other account, as in virt-sysprep.
+        user_accounts: sysprep::UserAccounts::default(),
         dry_run: false,
     };
     Ok((Some(options), description))
