@@ -10,7 +10,7 @@ use std::path::Path;
 
 use imgferry::guest::libguestfs::{Access, Session};
 use imgferry::guest::{
-    Follow, GuestError, GuestFs, GuestFsExt, Metadata, OsInfo, Resolved, SkippedMount,
+    BlockId, Follow, GuestError, GuestFs, GuestFsExt, Metadata, OsInfo, Resolved, SkippedMount,
 };
 use imgferry::report::SilentReporter;
 use imgferry::sysprep::{self, Options};
@@ -77,11 +77,11 @@ struct FailingGuest<'a> {
 }
 
 impl FailingGuest<'_> {
-    fn change(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
+    fn change(&mut self, path: &str) -> imgferry::guest::Result<()> {
         if self.changes_left == 0 {
             return Err(GuestError::Backend {
                 operation: "injected failure",
-                path: path.to_string(),
+                path: path.to_owned(),
                 message: "the test made this change fail".to_owned(),
             });
         }
@@ -116,28 +116,39 @@ impl GuestFs for FailingGuest<'_> {
         self.inner.read(path, limit)
     }
     fn write(&mut self, path: &Resolved, content: &[u8]) -> imgferry::guest::Result<()> {
-        self.change(path)?;
+        self.change(path.as_str())?;
         self.inner.write(path, content)
     }
     fn truncate(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path)?;
+        self.change(path.as_str())?;
         self.inner.truncate(path)
     }
     fn remove_file(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path)?;
+        self.change(path.as_str())?;
         self.inner.remove_file(path)
     }
     fn remove_tree(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path)?;
+        self.change(path.as_str())?;
         self.inner.remove_tree(path)
     }
     fn mkdir(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path)?;
+        self.change(path.as_str())?;
         self.inner.mkdir(path)
     }
     fn symlink(&mut self, target: &str, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path)?;
+        self.change(path.as_str())?;
         self.inner.symlink(target, path)
+    }
+    fn block_ids(&mut self) -> imgferry::guest::Result<Vec<BlockId>> {
+        self.inner.block_ids()
+    }
+    fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> imgferry::guest::Result<()> {
+        self.change(device)?;
+        self.inner.set_fs_uuid(device, uuid)
+    }
+    fn renew_lvm_uuids(&mut self) -> imgferry::guest::Result<()> {
+        self.change("LVM")?;
+        self.inner.renew_lvm_uuids()
     }
 }
 
