@@ -251,12 +251,14 @@ fn user_account_removes_alice_everywhere_but_keeps_root_and_system_users() {
     let guest = || {
         centos()
             .file("/etc/login.defs", "UID_MIN 1000\nUID_MAX 60000\n")
-            .file("/etc/passwd", "root:x:0:0::/root:/bin/bash\nbin:x:2:2::/bin:/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\nodd:x:1001:1001::/srv:/bin/sh\n")
+            .file("/etc/passwd", "root:x:0:0::/root:/bin/bash\nbin:x:2:2::/bin:/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\nodd:x:1001:1001::/srv:/bin/sh\nsneaky:x:1002:1002::/home/../var/lib:/bin/sh\nsvc:x:1003:1003::/etc/svc:/bin/sh\n")
             .file("/etc/shadow", "root:!::\nalice:$6$x::\nodd:!::\n")
             .file("/etc/group", "root:x:0:\nwheel:x:10:alice,bob\nalice:x:1000:\nodd:x:1001:\n")
             .file("/etc/gshadow", "wheel:::alice\nalice:!::\n")
             .file("/home/alice/.bashrc", "b")
             .file("/srv/www/index.html", "keep")
+            .file("/var/lib/dpkg/status", "keep")
+            .file("/etc/svc/conf", "keep")
             .file("/var/spool/mail/alice", "m")
     };
     let mut opts = options(&[Words::Enable("user-account".to_owned())]);
@@ -276,6 +278,14 @@ fn user_account_removes_alice_everywhere_but_keeps_root_and_system_users() {
     assert!(
         g.nodes.contains_key("/srv/www/index.html"),
         "a top-level home is never removed"
+    );
+    assert!(
+        g.nodes.contains_key("/var/lib/dpkg/status"),
+        "a home that resolves to /var/lib (via ..) is never removed"
+    );
+    assert!(
+        g.nodes.contains_key("/etc/svc/conf"),
+        "a home inside /etc is never removed"
     );
     opts.user_accounts.keep.insert("alice".to_owned());
     let mut g = guest();

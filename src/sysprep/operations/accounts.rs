@@ -4,8 +4,9 @@
 //!
 //! Beyond virt-sysprep (which edits passwd, shadow and group only): the user's
 //! `gshadow`, `subuid` and `subgid` lines go too and the name leaves other groups'
-//! member lists, so no later account of that name inherits them. A home directory of
-//! `/` or directly below it (`/srv`, `/var`) is never removed: a warning says so.
+//! member lists, so no later account of that name inherits them. A home directory that
+//! resolves to a system place ([`PROTECTED_TREES`], `/x`, `/var/x`) or that a remaining
+//! account shares is never removed: a warning says so.
 //! Owns: those rules. Must not: touch system accounts.
 
 use std::collections::BTreeSet;
@@ -52,12 +53,14 @@ pub fn user_account(planner: &mut Planner) -> Result<()> {
     let selection = planner.options.user_accounts.clone();
     let content = planner.read(&passwd)?;
     let mut accounts = Vec::new();
+    let mut kept_home_fields = Vec::new();
     let edit = edit_lines(&content, |line| {
         let fields: Vec<&str> = line.split(':').collect();
         let [name, _, uid, _, _, home, ..] = fields[..] else {
             return LineAction::Keep;
         };
         let Ok(uid) = uid.trim().parse::<u32>() else {
+            kept_home_fields.push(home.to_owned());
             return LineAction::Keep;
         };
         if uid == 0 || name == "root" || uid < uid_min || uid > uid_max || !selection.selects(name)
@@ -89,8 +92,14 @@ pub fn user_account(planner: &mut Planner) -> Result<()> {
     for (file, lists) in [("/etc/group", &[3][..]), ("/etc/gshadow", &[2, 3][..])] {
         edit_file(planner, file, |line| group_line(line, &names, lists))?;
     }
+    let mut kept_homes = BTreeSet::new();
+    for home in kept_home_fields.iter().filter(|h| h.starts_with('/')) {
+        if let Some((path, _)) = planner.lookup(home)? {
+            kept_homes.insert(path.to_string());
+        }
+    }
     for account in &accounts {
-        remove_home(planner, account)?;
+        remove_home(planner, account, &kept_homes)?;
         if let Some((path, meta)) = planner.lookup(&format!("/var/spool/mail/{}", account.name))? {
             planner.remove(&path, meta)?;
         }
@@ -145,22 +154,46 @@ fn edit_file(planner: &mut Planner, path: &str, decide: impl Fn(&str) -> LineAct
     Ok(())
 }
 
-fn remove_home(planner: &mut Planner, account: &Account) -> Result<()> {
-    let home = account.home.trim_end_matches('/');
-    let depth = home.split('/').filter(|c| !c.is_empty()).count();
-    if !home.starts_with('/') || depth < 2 {
-        if !account.home.is_empty() {
-            planner.warn(format!(
-                "{}'s home directory {:?} is not removed (only directories at least two levels deep are)",
-                account.name, account.home
-            ));
-        }
+/// System places a home directory field must never make us remove (a hostile or odd
+/// passwd can say `/etc`, `/var/lib` or `/home/../usr`): anything within these, and
+/// any directory less than two levels deep or directly below `/var`.
+const PROTECTED_TREES: [&str; 11] = [
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr",
+];
+
+fn remove_home(
+    planner: &mut Planner,
+    account: &Account,
+    kept_homes: &BTreeSet<String>,
+) -> Result<()> {
+    if account.home.is_empty() || !account.home.starts_with('/') {
         return Ok(());
     }
-    if let Some((path, meta)) = planner.lookup(home)? {
-        planner.remove(&path, meta)?;
+    let Some((path, meta)) = planner.lookup(&account.home)? else {
+        return Ok(());
+    };
+    let resolved = path.as_str();
+    let components: Vec<&str> = resolved.split('/').filter(|c| !c.is_empty()).collect();
+    let protected = components.len() < 2
+        || (components.len() == 2 && components[0] == "var")
+        || PROTECTED_TREES
+            .iter()
+            .any(|tree| resolved == *tree || resolved.starts_with(&format!("{tree}/")));
+    if protected {
+        planner.warn(format!(
+            "{}'s home directory {:?} ({resolved}) is a system place: not removed",
+            account.name, account.home
+        ));
+        return Ok(());
     }
-    Ok(())
+    if kept_homes.contains(resolved) {
+        planner.warn(format!(
+            "{}'s home directory {resolved} is also a remaining account's: not removed",
+            account.name
+        ));
+        return Ok(());
+    }
+    planner.remove(&path, meta)
 }
 
 /// UID_MIN and UID_MAX from `/etc/login.defs`, shadow-utils' defaults when absent.
