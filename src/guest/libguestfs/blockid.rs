@@ -12,12 +12,10 @@ impl Session {
     /// Every filesystem (btrfs subvolumes and unknown contents left out), PV and VG.
     pub(super) fn list_block_ids(&mut self) -> Result<Vec<BlockId>> {
         let mut found = Vec::new();
-        let mut filesystems: Vec<(String, String)> =
-            call("list_filesystems", "/", self.handle.list_filesystems())?
-                .into_iter()
-                .filter(|(device, fstype)| fstype != "unknown" && !device.starts_with("btrfsvol:"))
-                .collect();
-        filesystems.sort();
+        let filesystems = self
+            .filesystems()?
+            .into_iter()
+            .filter(|(device, fstype)| fstype != "unknown" && !device.starts_with("btrfsvol:"));
         for (device, fstype) in filesystems {
             let uuid = call("vfs_uuid", device.clone(), self.handle.vfs_uuid(&device))?;
             found.push(BlockId {

@@ -22,11 +22,7 @@ impl Session {
     /// Unmounts everything and checks every filesystem on the disk.
     pub fn check_filesystems(&mut self) -> Result<Vec<FsCheck>> {
         call("umount_all", "/", self.handle.umount_all())?;
-        let mut filesystems: Vec<(String, String)> =
-            call("list_filesystems", "/", self.handle.list_filesystems())?
-                .into_iter()
-                .collect();
-        filesystems.sort();
+        let filesystems = self.filesystems()?;
         let mut checks = Vec::with_capacity(filesystems.len());
         for (device, fstype) in filesystems {
             let verdict: Option<std::result::Result<(), String>> = match fstype.as_str() {

@@ -17,7 +17,7 @@ const ROOT_TYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
 
 /// The OS roots found the quick way; `None` means "ask `inspect_os`".
 pub fn quick_inspect(session: &mut Session) -> Result<Option<Vec<OsInfo>>> {
-    let filesystems = call("list_filesystems", "/", session.handle.list_filesystems())?;
+    let filesystems: HashMap<String, String> = session.filesystems()?.into_iter().collect();
     if filesystems.keys().any(|dev| dev.starts_with("btrfsvol:")) {
         return Ok(None);
     }

@@ -47,6 +47,9 @@ pub struct Session {
     launch_time: Duration,
     /// `inspect_os` costs seconds (it mounts every filesystem): done once per session.
     inspected: Option<Vec<super::OsInfo>>,
+    /// `list_filesystems` probes every device (~2.5 s under TCG): asked once per session.
+    /// Nothing we do changes the answer: new UUIDs keep device names and types.
+    filesystems: Option<Vec<(String, String)>>,
 }
 
 impl Session {
@@ -78,7 +81,23 @@ impl Session {
             accelerator: launched.accelerator,
             launch_time: launched.elapsed,
             inspected: None,
+            filesystems: None,
         })
+    }
+
+    /// Every filesystem on the disk as `(device, type)`, sorted by device, as
+    /// `list_filesystems` reports it (asked once per session).
+    fn filesystems(&mut self) -> Result<Vec<(String, String)>> {
+        if let Some(found) = &self.filesystems {
+            return Ok(found.clone());
+        }
+        let mut found: Vec<(String, String)> =
+            call("list_filesystems", "/", self.handle.list_filesystems())?
+                .into_iter()
+                .collect();
+        found.sort();
+        self.filesystems = Some(found.clone());
+        Ok(found)
     }
 
     /// How the appliance was accelerated.
