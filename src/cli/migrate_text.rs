@@ -138,10 +138,15 @@ pub fn summary_text(summary: &Summary) -> String {
         );
     }
     if let Some(output) = &summary.output {
+        let md5 = output
+            .md5
+            .as_deref()
+            .map(|md5| format!(", md5 {md5}"))
+            .unwrap_or_default();
         let _ = writeln!(
             text,
-            "uploaded: {} bytes, sha512 {}, md5 {}",
-            output.bytes, output.sha512, output.md5
+            "uploaded: {} bytes, sha512 {}{md5}",
+            output.bytes, output.sha512
         );
     }
     let stages: Vec<String> = summary

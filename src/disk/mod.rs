@@ -14,6 +14,7 @@ mod source;
 
 pub mod convert;
 pub mod detect;
+pub mod direct;
 pub mod fuzzing;
 pub mod info;
 pub mod open;

@@ -35,12 +35,11 @@ pub fn digests_of(stream: &StreamDigests) -> FileDigests {
             .iter()
             .find(|d| d.algorithm == algorithm)
             .map(|d| d.hex())
-            .unwrap_or_default()
     };
     FileDigests {
         bytes: stream.bytes,
         md5: hex(Algorithm::Md5),
-        sha512: hex(Algorithm::Sha512),
+        sha512: hex(Algorithm::Sha512).unwrap_or_default(),
     }
 }
 

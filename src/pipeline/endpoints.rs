@@ -43,7 +43,9 @@ pub struct SourceRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileDigests {
     pub bytes: u64,
-    pub md5: String,
+    /// Computed when needed: a Glance download verified by sha512 skips it.
+    #[serde(default)]
+    pub md5: Option<String>,
     pub sha512: String,
 }
 

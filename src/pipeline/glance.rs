@@ -140,10 +140,10 @@ impl Source for GlanceSource {
                 .find(|d| d.algorithm == algorithm)
                 .map(|d| d.hex())
         };
-        match (hex(Algorithm::Md5), hex(Algorithm::Sha512)) {
-            (Some(md5), Some(sha512)) => Ok(FileDigests {
+        match hex(Algorithm::Sha512) {
+            Some(sha512) => Ok(FileDigests {
                 bytes: downloaded.bytes,
-                md5,
+                md5: hex(Algorithm::Md5),
                 sha512,
             }),
             // Glance hashes with another algorithm here: one more local pass for sha512.

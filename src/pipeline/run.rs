@@ -316,7 +316,7 @@ fn stage_event(stage: Stage, seconds: f64, state: &State) -> Event {
             if let Some(d) = &state.download {
                 event = event
                     .with("bytes", d.bytes)
-                    .with("md5", d.md5.as_str())
+                    .with("md5", d.md5.clone())
                     .with("sha512", d.sha512.as_str());
             }
         }

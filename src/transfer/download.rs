@@ -1,8 +1,9 @@
 //! Verified download: IMAGE -> `FILE.part` -> verify -> rename to FILE.
 //!
 //! The body is read in [`BUFFER_SIZE`] pieces; each is written at its offset (zero
-//! blocks left as holes) and handed to a [`MultiHasher`] computing md5 (Glance's
-//! `checksum`) and the image's `os_hash_algo` on their own threads. A dropped connection
+//! blocks left as holes, aligned pieces bypassing the page cache) and handed to a
+//! [`MultiHasher`] computing the image's `os_hash_algo` on its own thread (md5 too, only
+//! when Glance's md5 `checksum` is the record's only hash). A dropped connection
 //! or a transient answer is retried with backoff from the last byte written: a `206`
 //! continues the same digests, a `200` (or a `400`/`416` refusing the range) starts over.
 //! Only a file whose size and digests match the record is renamed to FILE; a mismatch
@@ -18,6 +19,7 @@ use super::retry::{is_transient, RetryPolicy};
 use super::sparse::SparseWriter;
 use super::{TransferError, BUFFER_SIZE};
 use crate::cloud::glance::{DataResponse, Glance, Image};
+use crate::disk::direct::AlignedBuffer;
 use crate::hash::{Algorithm, Digest, HashPlan, MultiHasher};
 use crate::report::{Event, Progress, Reporter};
 
@@ -41,10 +43,12 @@ pub struct Downloaded {
     pub image_id: String,
     /// Bytes of image data.
     pub bytes: u64,
-    /// What was computed: md5, plus the image's `os_hash_algo` when it is known.
+    /// What was computed: the image's `os_hash_algo` (sha512 when it records none), plus
+    /// md5 when the record has no `os_hash_value`.
     pub digests: Vec<Digest>,
-    /// Which record fields matched (`checksum`, `os_hash_value`); empty when the image
-    /// recorded none (unverifiable, accepted with a warning).
+    /// Which record field matched: `os_hash_value`, or `checksum` when that is the only
+    /// hash recorded; empty when the image recorded none (unverifiable, accepted with a
+    /// warning).
     pub verified: Vec<&'static str>,
     /// Times the stream continued with a range request after a failure.
     pub resumes: u32,
@@ -189,7 +193,12 @@ impl Expected {
                 image.id
             ));
         }
-        let mut whole = vec![Algorithm::Md5];
+        // The record's strongest hash is the check: md5 is computed only when it is the
+        // record's only hash (or there is none), sha512 always (provenance needs it).
+        let mut whole = Vec::new();
+        if os_hash.is_none() {
+            whole.push(Algorithm::Md5);
+        }
         whole.push(os_hash.as_ref().map_or(Algorithm::Sha512, |d| d.algorithm));
         Ok(Self {
             size: image.size.filter(|&s| s > 0),
@@ -218,29 +227,30 @@ impl Expected {
                 });
             }
         }
-        let mut verified = Vec::new();
-        for (field, expected) in [("os_hash_value", &self.os_hash), ("checksum", &self.md5)] {
-            let Some(expected) = expected else { continue };
-            let actual = computed
-                .iter()
-                .find(|d| d.algorithm == expected.algorithm)
-                .map(Digest::hex)
-                .unwrap_or_default();
-            if actual != expected.hex() {
-                return Err(TransferError::DigestMismatch {
-                    image: image.to_owned(),
-                    algorithm: if field == "checksum" {
-                        "md5 (checksum)"
-                    } else {
-                        expected.algorithm.name()
-                    },
-                    expected: expected.hex(),
-                    actual,
-                });
-            }
-            verified.push(field);
+        // os_hash_value, when the record has one, makes the md5 checksum redundant.
+        let (field, expected) = match (&self.os_hash, &self.md5) {
+            (Some(os_hash), _) => ("os_hash_value", os_hash),
+            (None, Some(md5)) => ("checksum", md5),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let actual = computed
+            .iter()
+            .find(|d| d.algorithm == expected.algorithm)
+            .map(Digest::hex)
+            .unwrap_or_default();
+        if actual != expected.hex() {
+            return Err(TransferError::DigestMismatch {
+                image: image.to_owned(),
+                algorithm: if field == "checksum" {
+                    "md5 (checksum)"
+                } else {
+                    expected.algorithm.name()
+                },
+                expected: expected.hex(),
+                actual,
+            });
         }
-        Ok(verified)
+        Ok(vec![field])
     }
 }
 
@@ -313,7 +323,7 @@ impl Stream {
         let mut counts = Counts::default();
         let mut failures = 0u32;
         let mut failure_offset: Option<u64> = None;
-        let mut buffer = vec![0u8; BUFFER_SIZE];
+        let mut buffer = AlignedBuffer::new(BUFFER_SIZE);
         let total = image.size.filter(|&s| s > 0);
         if total.is_some_and(|t| self.written == t) {
             return Ok(counts);
@@ -351,7 +361,7 @@ impl Stream {
                         counts.restarts += 1;
                     }
                     let end = length.or(total);
-                    match self.pump(body, end, &mut buffer, progress)? {
+                    match self.pump(body, end, buffer.as_mut_slice(), progress)? {
                         None => return Ok(counts),
                         Some(problem) => problem,
                     }
@@ -380,7 +390,7 @@ impl Stream {
                         .with("image_id", image.id.clone())
                         .with("offset", start),
                     );
-                    match self.pump(body, of.or(total), &mut buffer, progress)? {
+                    match self.pump(body, of.or(total), buffer.as_mut_slice(), progress)? {
                         None => return Ok(counts),
                         Some(problem) => problem,
                     }

@@ -3,11 +3,14 @@
 //! The file is written at explicit offsets; a block of [`HOLE_BLOCK`] zero bytes is
 //! skipped, and [`SparseWriter::finish`] sets the final length so trailing holes exist.
 //! A raw disk image is mostly zeros: this keeps the download as sparse as the disk is.
+//! Data reaches the file through a [`DirectWriter`], bypassing the page cache where the
+//! file system allows (hand it an [`crate::disk::direct::AlignedBuffer`]'s bytes).
 //! Owns only the write pattern, not the file's life cycle.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+
+use crate::disk::direct::DirectWriter;
 
 /// Granularity of hole detection: a file-system block multiple, small enough to find
 /// the holes of a real disk, large enough that the check costs little.
@@ -16,11 +19,15 @@ pub(crate) const HOLE_BLOCK: usize = 64 * 1024;
 /// Writes at offsets, skipping zero blocks.
 pub(crate) struct SparseWriter<'a> {
     file: &'a File,
+    writer: DirectWriter<'a>,
 }
 
 impl<'a> SparseWriter<'a> {
     pub(crate) fn new(file: &'a File) -> Self {
-        Self { file }
+        Self {
+            file,
+            writer: DirectWriter::new(file),
+        }
     }
 
     /// Writes `data` at `offset`, leaving zero blocks unwritten. The region must not
@@ -33,7 +40,7 @@ impl<'a> SparseWriter<'a> {
             let end = start + block.len();
             if is_zero(block) {
                 if let Some((o, s, e)) = pending.take() {
-                    self.file.write_all_at(&data[s..e], o)?;
+                    self.writer.write_all_at(&data[s..e], o)?;
                 }
             } else {
                 pending = Some(match pending {
@@ -45,7 +52,7 @@ impl<'a> SparseWriter<'a> {
             start = end;
         }
         if let Some((o, s, e)) = pending {
-            self.file.write_all_at(&data[s..e], o)?;
+            self.writer.write_all_at(&data[s..e], o)?;
         }
         Ok(())
     }

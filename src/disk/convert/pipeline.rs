@@ -3,12 +3,13 @@
 //! zero-detection and writing ([`read_ahead`]), and the zero test itself ([`is_zero`]).
 //!
 //! Owns the threads and the bounded pool of buffers (memory is `BUFFERS` chunks whatever
-//! the image size), and stops between chunks once [`crate::interrupt`] says so. Knows nothing of output formats.
+//! the image size; aligned, so a writer can send them past the page cache), and stops between chunks once [`crate::interrupt`] says so. Knows nothing of output formats.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::mpsc::{channel, sync_channel};
 
+use crate::disk::direct::AlignedBuffer;
 use crate::disk::{DiskError, ExtentKind, Result, VirtualDisk};
 use crate::report::{Progress, Reporter};
 
@@ -104,10 +105,10 @@ where
     F: FnMut(u64, &[u8]) -> Result<()>,
 {
     let size = disk.virtual_size();
-    let (full_tx, full_rx) = sync_channel::<Result<(u64, usize, Vec<u8>)>>(BUFFERS - 1);
-    let (free_tx, free_rx) = channel::<Vec<u8>>();
+    let (full_tx, full_rx) = sync_channel::<Result<(u64, usize, AlignedBuffer)>>(BUFFERS - 1);
+    let (free_tx, free_rx) = channel::<AlignedBuffer>();
     for _ in 0..BUFFERS {
-        let _ = free_tx.send(vec![0u8; chunk as usize]);
+        let _ = free_tx.send(AlignedBuffer::new(chunk as usize));
     }
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
@@ -127,10 +128,10 @@ where
                         return bytes_read; // the consumer stopped
                     };
                     let inside = size.saturating_sub(pos).min(len as u64) as usize;
-                    buf[inside..len].fill(0);
+                    buf.as_mut_slice()[inside..len].fill(0);
                     let read = match inside {
                         0 => Ok(()),
-                        _ => disk.read_at(&mut buf[..inside], pos),
+                        _ => disk.read_at(&mut buf.as_mut_slice()[..inside], pos),
                     };
                     bytes_read += inside as u64;
                     let failed = read.is_err();
@@ -146,7 +147,7 @@ where
         while let Ok(item) = full_rx.recv() {
             let consumed = item.and_then(|(offset, len, buf)| {
                 crate::interrupt::check()?;
-                consume(offset, &buf[..len])?;
+                consume(offset, &buf.as_slice()[..len])?;
                 Ok(buf)
             });
             match consumed {

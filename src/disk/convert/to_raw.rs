@@ -1,12 +1,12 @@
 //! Writing a raw image: the data extents of the source, minus every 4 KiB block of
-//! zeros, written at their guest offsets; everything else stays a hole.
+//! zeros, written at their guest offsets (past the page cache where the file system
+//! allows, see [`DirectWriter`]); everything else stays a hole.
 //!
 //! Owns only the raw output; the file's life cycle is [`AtomicFile`]'s.
 
-use std::os::unix::fs::FileExt;
-
 use super::pipeline::{is_zero, read_ahead, DataRanges, ProgressTracker, CHUNK_BYTES, ZERO_BLOCK};
 use super::Counters;
+use crate::disk::direct::DirectWriter;
 use crate::disk::output::AtomicFile;
 use crate::disk::{DiskError, Result, VirtualDisk};
 use crate::report::Reporter;
@@ -18,6 +18,7 @@ pub fn write_raw(
     reporter: &dyn Reporter,
 ) -> Result<Counters> {
     let file = output.file();
+    let writer = DirectWriter::new(file);
     let path = output.temp_path();
     let size = disk.virtual_size();
     let mut bytes_written = 0u64;
@@ -28,7 +29,8 @@ pub fn write_raw(
         CHUNK_BYTES,
         |offset, data| {
             for (run_offset, run) in nonzero_runs(offset, data) {
-                file.write_all_at(run, run_offset)
+                writer
+                    .write_all_at(run, run_offset)
                     .map_err(|e| DiskError::io("write", path, e))?;
                 bytes_written += run.len() as u64;
             }
