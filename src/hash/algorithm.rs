@@ -3,13 +3,16 @@
 //! Two families: [`Algorithm`] for whole-file digests (the ones Glance records: md5
 //! `checksum`, and `os_hash_value` under the `hashing_algorithm` Glance is configured
 //! with, sha512 by default), and [`ChunkAlgorithm`] for per-chunk manifests. This module
-//! owns only the algorithm identities and one-thread hashing state; it does no I/O and
-//! starts no threads.
+//! owns only the algorithm identities and one-thread hashing state (OpenSSL's through
+//! [`super::libcrypto`] when the system has it, else the Rust crates'); it does no I/O
+//! and starts no threads.
 
 use std::fmt;
 use std::str::FromStr;
 
 use md5::Digest as _;
+
+use super::libcrypto::Evp;
 
 /// A whole-file digest algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,7 +64,22 @@ impl Algorithm {
         })
     }
 
+    /// A hashing state: OpenSSL's when the system has it (faster), else the Rust crate's.
     pub(crate) fn hasher(self) -> WholeHasher {
+        let openssl_name = match self {
+            Self::Md5 => "MD5",
+            Self::Sha256 => "SHA256",
+            Self::Sha384 => "SHA384",
+            Self::Sha512 => "SHA512",
+        };
+        if let Some(evp) = Evp::new(openssl_name) {
+            return WholeHasher::OpenSsl(self, evp);
+        }
+        self.rust_hasher()
+    }
+
+    /// The pure-Rust hashing state.
+    fn rust_hasher(self) -> WholeHasher {
         match self {
             Self::Md5 => WholeHasher::Md5(md5::Md5::new()),
             Self::Sha256 => WholeHasher::Sha256(sha2::Sha256::new()),
@@ -108,6 +126,7 @@ impl Digest {
 
 /// The one-thread hashing state of a whole-file algorithm.
 pub(crate) enum WholeHasher {
+    OpenSsl(Algorithm, Evp),
     Md5(md5::Md5),
     Sha256(sha2::Sha256),
     Sha384(sha2::Sha384),
@@ -117,6 +136,7 @@ pub(crate) enum WholeHasher {
 impl WholeHasher {
     pub(crate) fn update(&mut self, data: &[u8]) {
         match self {
+            Self::OpenSsl(_, h) => h.update(data),
             Self::Md5(h) => h.update(data),
             Self::Sha256(h) => h.update(data),
             Self::Sha384(h) => h.update(data),
@@ -126,6 +146,7 @@ impl WholeHasher {
 
     pub(crate) fn finish(self) -> Digest {
         let (algorithm, bytes) = match self {
+            Self::OpenSsl(algorithm, h) => (algorithm, h.finish()),
             Self::Md5(h) => (Algorithm::Md5, h.finalize().to_vec()),
             Self::Sha256(h) => (Algorithm::Sha256, h.finalize().to_vec()),
             Self::Sha384(h) => (Algorithm::Sha384, h.finalize().to_vec()),
@@ -278,6 +299,22 @@ mod tests {
             empty(Algorithm::Sha256),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn openssl_and_rust_hashers_agree_and_the_system_has_openssl() {
+        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+        for algorithm in Algorithm::ALL {
+            let mut fast = algorithm.hasher();
+            assert!(
+                matches!(fast, WholeHasher::OpenSsl(..)),
+                "{algorithm}: libcrypto.so.3 not used"
+            );
+            let mut rust = algorithm.rust_hasher();
+            fast.update(&data);
+            rust.update(&data);
+            assert_eq!(fast.finish(), rust.finish(), "{algorithm}");
+        }
     }
 
     #[test]

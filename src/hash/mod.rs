@@ -18,6 +18,7 @@ pub mod algorithm;
 pub mod chunked;
 mod error;
 pub mod file;
+mod libcrypto;
 pub mod manifest;
 pub mod multi;
 pub mod verify;
