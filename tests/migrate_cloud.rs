@@ -4,7 +4,8 @@
 //! c1/target resumed after stops at stage boundaries and after a killed upload left an
 //! unfinished image: exactly one target image every time.
 //!
-//! Image names are unique per test; everything created is deleted at the end.
+//! Image names are unique per test; an [`ImageGuard`] deletes everything a test created,
+//! also when an assertion fails half-way.
 
 mod common;
 mod sysprep_support;
@@ -14,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::image_guard::ImageGuard;
 use common::{imgferry, path_str, run, run_ok};
 use imgferry::cloud::config::{CloudCatalog, ConfigEnv};
 use imgferry::cloud::glance::Glance;
@@ -126,12 +128,6 @@ fn images_named(cloud: &str, name: &str) -> Vec<Value> {
     list.as_array().unwrap().clone()
 }
 
-fn delete_named(cloud: &str, name: &str) {
-    for image in images_named(cloud, name) {
-        openstack(cloud, &["image", "delete", image["ID"].as_str().unwrap()]);
-    }
-}
-
 fn migrate(args: &[&str]) -> (bool, Vec<Value>, String) {
     let mut cmd = imgferry();
     with_cloud_env(&mut cmd);
@@ -177,6 +173,9 @@ fn c1_to_c2_with_a_new_hostname_gives_one_clean_image_with_the_expected_properti
     let dir = common::tempdir();
     let name = unique("c2");
     let moved = format!("{name}-moved");
+    let mut guard = ImageGuard::new();
+    guard.watch("c1-source", &name);
+    guard.watch("c2-target", &moved);
     let source_id = nova_snapshot(&debian.image, &name);
     let work = dir.path().join("work");
     let args = [
@@ -257,8 +256,7 @@ fn c1_to_c2_with_a_new_hostname_gives_one_clean_image_with_the_expected_properti
     assert_eq!(again["target_reused"], true);
     assert!(again["download"].is_null(), "nothing downloaded: {again}");
     assert_eq!(images_named("c2-target", &moved).len(), 1);
-    delete_named("c2-target", &moved);
-    delete_named("c1-source", &name);
+    drop(guard);
 }
 
 #[test]
@@ -267,6 +265,9 @@ fn resumes_and_a_leftover_unfinished_upload_never_make_a_second_image() {
     let dir = common::tempdir();
     let name = unique("c1");
     let moved = format!("{name}-moved");
+    let mut guard = ImageGuard::new();
+    guard.watch("c1-source", &name);
+    guard.watch("c1-target", &moved);
     nova_snapshot(&debian.image, &name);
     let work = dir.path().join("work");
     let base = [
@@ -345,6 +346,5 @@ fn resumes_and_a_leftover_unfinished_upload_never_make_a_second_image() {
         common::qemu_img_info(&saved)["format-specific"]["data"]["compat"],
         "0.10"
     );
-    delete_named("c1-target", &moved);
-    delete_named("c1-source", &name);
+    drop(guard);
 }

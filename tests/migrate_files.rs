@@ -85,6 +85,10 @@ fn a_migrate_stopped_at_every_stage_boundary_resumes_to_one_sysprepped_v2_image(
         path_str(&out),
         "--hostname",
         "web-02",
+        "--enable",
+        "udev-persistent-net,net-hwaddr,kerberos-hostkeytab,user-account",
+        "--keep-user-accounts",
+        "alice",
         "--compat",
         "0.10",
         "--work-dir",
@@ -134,7 +138,7 @@ fn a_migrate_stopped_at_every_stage_boundary_resumes_to_one_sysprepped_v2_image(
     assert_eq!(summary["convert"]["action"], "amend");
     assert_eq!(
         summary["properties"]["properties"]["imgferry_sysprep"],
-        "migrate+hostname"
+        "kerberos-hostkeytab,net-hwaddr,udev-persistent-net,user-account+hostname+user-accounts"
     );
     assert_eq!(
         summary["properties"]["properties"]["imgferry_source_hash"],
@@ -166,10 +170,14 @@ fn a_migrate_stopped_at_every_stage_boundary_resumes_to_one_sysprepped_v2_image(
     ] {
         assert!(!has(&listing, gone), "{gone} must be removed by a migrate");
     }
-    for kept in ["/etc/ssh/ssh_host_ed25519_key", "/etc/machine-id"] {
+    for kept in [
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/etc/machine-id",
+        "/home/alice",
+    ] {
         assert!(
             has(&listing, kept),
-            "{kept}: a migrate keeps the machine's identity"
+            "{kept}: a migrate keeps the machine's identity (and alice, kept by name)"
         );
     }
 }
@@ -273,8 +281,24 @@ fn a_dry_run_writes_nothing_and_a_small_work_dir_fails_before_downloading() {
         "{failure}"
     );
     assert!(failure["hint"].as_str().unwrap().contains("--work-dir"));
-    assert_eq!(completed(&work), ["source"], "nothing downloaded");
-    assert!(!work.join("source.img").exists() && !out.exists());
+    assert!(
+        !work.exists() && !out.exists(),
+        "nothing downloaded, nothing to resume: no work dir left"
+    );
+    // A source that cannot be read fails in the source stage; no work dir is left.
+    let missing = dir.path().join("missing.qcow2");
+    let mut bad = args.to_vec();
+    bad[2] = path_str(&missing);
+    let (ok, lines, _) = migrate(&bad, &[]);
+    assert!(!ok, "{lines:?}");
+    assert!(!work.exists(), "a bad source leaves no work dir");
+    // The user-account choices need the user-account operation, as in `imgferry sysprep`.
+    let status = Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(["migrate", "--from-file", "x", "--to-file", "y"])
+        .args(["--keep-user-accounts", "alice"])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
     // Bad property input is a usage error before anything is read.
     let (ok, _, _) = migrate(
         &[

@@ -75,11 +75,19 @@ pub struct MigrateArgs {
     /// Truncate this guest file (always applied unless --no-sysprep).
     #[arg(long, value_name = "PATH")]
     pub truncate: Vec<String>,
+    /// user-account: remove only these users (comma-separated, repeatable).
+    #[arg(long, value_name = "USERS")]
+    pub remove_user_accounts: Vec<String>,
+    /// user-account: keep these users (comma-separated, repeatable; wins over
+    /// --remove-user-accounts).
+    #[arg(long, value_name = "USERS")]
+    pub keep_user_accounts: Vec<String>,
     /// What the machine-id operation does with /etc/machine-id.
     #[arg(long, value_enum, default_value = "uninitialized")]
     pub machine_id: MachineIdArg,
     /// Do not touch the guest at all.
-    #[arg(long, conflicts_with_all = ["operations", "enable", "delete", "truncate", "hostname"])]
+    #[arg(long, conflicts_with_all = ["operations", "enable", "delete", "truncate", "hostname",
+        "remove_user_accounts", "keep_user_accounts"])]
     pub no_sysprep: bool,
     /// qcow2 compat of the result: 0.10 (v2, for old guests) or 1.1 (v3).
     #[arg(long, value_name = "0.10|1.1", value_parser = parse_compat)]
@@ -267,6 +275,8 @@ fn request(args: &MigrateArgs, flavour: Flavour) -> Result<Request, Failure> {
         "machine_id": format!("{:?}", args.machine_id),
         "delete": args.delete,
         "truncate": args.truncate,
+        "remove_user_accounts": args.remove_user_accounts,
+        "keep_user_accounts": args.keep_user_accounts,
         "compat": args.compat.map(Compat::name),
         "disk_format": output.disk_format.map(DiskFormat::name),
         "property": edits.set,
@@ -347,6 +357,14 @@ fn sysprep_options(
         }
     }
     let hostname = args.hostname.as_deref().map(Hostname::parse).transpose()?;
+    let user_accounts = super::sysprep::user_accounts(
+        &args.remove_user_accounts,
+        &args.keep_user_accounts,
+        &operations,
+    )?;
+    if !user_accounts.remove.is_empty() || !user_accounts.keep.is_empty() {
+        description.push_str("+user-accounts");
+    }
     let options = sysprep::Options {
         operations,
         machine_id: match args.machine_id {
@@ -357,9 +375,7 @@ fn sysprep_options(
         delete: args.delete.clone(),
         truncate: args.truncate.clone(),
         hostname,
-        // No --remove/--keep-user-accounts on migrate yet: `user-account`, when
-        // selected, keeps root and removes every other account, as in virt-sysprep.
-        user_accounts: sysprep::UserAccounts::default(),
+        user_accounts,
         dry_run: false,
     };
     Ok((Some(options), description))

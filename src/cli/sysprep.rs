@@ -80,18 +80,11 @@ fn options(args: &SysprepArgs) -> Result<Options, Failure> {
     words.extend(args.operations.iter().cloned().map(Words::Operations));
     let operations = sysprep::select(&words)?;
     let hostname = args.hostname.as_deref().map(Hostname::parse).transpose()?;
-    let user_accounts = UserAccounts {
-        remove: user_names(&args.remove_user_accounts, "--remove-user-accounts")?,
-        keep: user_names(&args.keep_user_accounts, "--keep-user-accounts")?,
-    };
-    let user_account_on = operations.iter().any(|op| op.name == "user-account");
-    if user_accounts != UserAccounts::default() && !user_account_on {
-        return Err(Failure::new(
-            "--remove-user-accounts/--keep-user-accounts were given, but the user-account operation is not selected",
-        )
-        .with_hint("add --enable user-account (or --operations defaults,user-account)")
-        .with_code(ExitCode::Usage));
-    }
+    let user_accounts = user_accounts(
+        &args.remove_user_accounts,
+        &args.keep_user_accounts,
+        &operations,
+    )?;
     Ok(Options {
         operations,
         machine_id: match args.machine_id {
@@ -105,6 +98,28 @@ fn options(args: &SysprepArgs) -> Result<Options, Failure> {
         user_accounts,
         dry_run: args.dry_run,
     })
+}
+
+/// The `--remove-user-accounts`/`--keep-user-accounts` choice (shared with `migrate`);
+/// given without the user-account operation selected, a usage error.
+pub(super) fn user_accounts(
+    remove: &[String],
+    keep: &[String],
+    operations: &[&'static sysprep::Operation],
+) -> Result<UserAccounts, Failure> {
+    let user_accounts = UserAccounts {
+        remove: user_names(remove, "--remove-user-accounts")?,
+        keep: user_names(keep, "--keep-user-accounts")?,
+    };
+    let user_account_on = operations.iter().any(|op| op.name == "user-account");
+    if user_accounts != UserAccounts::default() && !user_account_on {
+        return Err(Failure::new(
+            "--remove-user-accounts/--keep-user-accounts were given, but the user-account operation is not selected",
+        )
+        .with_hint("add --enable user-account (or --operations defaults,user-account)")
+        .with_code(ExitCode::Usage));
+    }
+    Ok(user_accounts)
 }
 
 /// The user names of a repeatable comma-separated flag; an empty name is an error.

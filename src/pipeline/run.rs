@@ -13,6 +13,7 @@ use super::properties::{plan_properties, PropertyPlan, Provenance};
 use super::space::{self, SpaceNeed, MARGIN};
 use super::state::{
     clear_work_dir, ConvertRecord, Stage, State, StateFile, SysprepRecord, SOURCE_FILE,
+    SOURCE_PART_FILE,
 };
 use super::work::{format_step, plan_output, sysprep_image, OutputAction};
 use super::{Request, VERSION};
@@ -227,8 +228,12 @@ pub fn run(
             continue;
         }
         crate::interrupt::check()?;
+        reporter.event(
+            Event::new("migrate.stage_start", format!("{} started", stage.name()))
+                .with("stage", stage.name()),
+        );
         let started = Instant::now();
-        run_stage(
+        let outcome = run_stage(
             stage,
             request,
             &mut state,
@@ -236,7 +241,11 @@ pub fn run(
             source,
             target,
             reporter,
-        )?;
+        );
+        if let Err(error) = outcome {
+            forget_if_nothing_to_resume(work_dir, &state)?;
+            return Err(error);
+        }
         let seconds = started.elapsed().as_secs_f64();
         state.complete(stage, seconds);
         state_file.save(&state)?;
@@ -278,6 +287,19 @@ pub fn run(
         work_dir: work_dir.clone(),
         work_dir_removed,
     })
+}
+
+/// After a failure before any image data reached the work dir (a bad source, too
+/// little space), there is nothing to resume: the work dir goes, as it came.
+fn forget_if_nothing_to_resume(work_dir: &Path, state: &State) -> Result<()> {
+    let has_data = state.done(Stage::Download)
+        || state.sysprep_started
+        || work_dir.join(SOURCE_PART_FILE).exists()
+        || work_dir.join(SOURCE_FILE).exists();
+    if !has_data {
+        clear_work_dir(work_dir)?;
+    }
+    Ok(())
 }
 
 fn missing(what: &str) -> PipelineError {

@@ -3,8 +3,10 @@
 //! It forwards each request to the real Glance (one request per connection: it asks both
 //! sides for `Connection: close`) and, when a [`Rule`] matches the request's method and
 //! path, injects one fault: flip one byte of the response body, close the connection
-//! after N response (or request) body bytes, or answer 503 without forwarding. Threads
-//! and std sockets only; no part of Glance is imitated.
+//! after N response (or request) body bytes, answer 503 without forwarding, or slow both
+//! bodies down (so a test can kill a client mid-transfer). A request body the client cuts
+//! short is cut short towards Glance too, as a direct connection would be. Threads and
+//! std sockets only; no part of Glance is imitated.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -22,6 +24,32 @@ pub enum Fault {
     CloseRequestAfter { bytes: u64 },
     /// Answer `503 Service Unavailable` without contacting Glance.
     Unavailable,
+    /// Forward the first `after` bytes of the request and response bodies at full
+    /// speed, the rest at about `bytes_per_second`.
+    Throttle { after: u64, bytes_per_second: u64 },
+}
+
+/// Bytes forwarded per step while throttling.
+const THROTTLE_STEP: u64 = 16 * 1024;
+
+/// Copies `reader` to `writer`, after the first `after` bytes at about
+/// `bytes_per_second`; returns the bytes copied.
+fn throttled_copy(
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    after: u64,
+    bytes_per_second: u64,
+) -> io::Result<u64> {
+    let mut copied = io::copy(&mut reader.take(after), writer)?;
+    loop {
+        let step = io::copy(&mut reader.take(THROTTLE_STEP), writer)?;
+        if step == 0 {
+            return Ok(copied);
+        }
+        copied += step;
+        let nanos = step.saturating_mul(1_000_000_000) / bytes_per_second.max(1);
+        thread::sleep(std::time::Duration::from_nanos(nanos));
+    }
 }
 
 /// A fault for requests whose method is `method` and whose path ends with `path_suffix`,
@@ -164,13 +192,28 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
         Some(Fault::CloseRequestAfter { bytes }) => Some(bytes),
         _ => None,
     };
+    let throttle = match fault {
+        Some(Fault::Throttle {
+            after,
+            bytes_per_second,
+        }) => Some((after, bytes_per_second)),
+        _ => None,
+    };
     let client_for_cut = client_writer.try_clone()?;
     let server_for_cut = server.try_clone()?;
     let uploader = thread::spawn(move || -> io::Result<()> {
         let mut body = client_reader.take(content_length);
         match request_limit {
             None => {
-                io::copy(&mut body, &mut to_server)?;
+                let copied = match throttle {
+                    Some((after, rate)) => throttled_copy(&mut body, &mut to_server, after, rate)?,
+                    None => io::copy(&mut body, &mut to_server)?,
+                };
+                if copied < content_length {
+                    // The client went away mid-body: Glance sees the cut, as it would
+                    // without the proxy.
+                    let _ = server_for_cut.shutdown(Shutdown::Both);
+                }
             }
             Some(limit) => {
                 io::copy(&mut (&mut body).take(limit), &mut to_server)?;
@@ -209,6 +252,13 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
         }
         client_writer.write_all(piece)?;
         offset += n as u64;
+        match throttle {
+            Some((after, rate)) if offset > after => {
+                let nanos = (n as u64).saturating_mul(1_000_000_000) / rate.max(1);
+                thread::sleep(std::time::Duration::from_nanos(nanos));
+            }
+            _ => {}
+        }
     }
     let _ = client_writer.shutdown(Shutdown::Both);
     let _ = uploader.join();

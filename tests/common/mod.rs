@@ -11,6 +11,7 @@ use serde_json::Value;
 
 pub mod dev_cloud;
 pub mod fault_proxy;
+pub mod image_guard;
 
 /// A command running the imgferry binary built for this test run.
 pub fn imgferry() -> Command {
