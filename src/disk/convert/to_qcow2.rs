@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::pipeline::{is_zero, read_ahead, DataRanges, ProgressTracker, CHUNK_BYTES, ZERO_BLOCK};
 use super::Counters;
+use crate::disk::direct::DirectSink;
 use crate::disk::output::AtomicFile;
 use crate::disk::qcow2::writer::{
     AllocationMap, AppendWriter, ClusterCompressor, ClusterPayload, Layout, Qcow2Format,
@@ -24,8 +25,9 @@ use crate::disk::qcow2::CompressionType;
 use crate::disk::{DiskError, Result, VirtualDisk};
 use crate::report::Reporter;
 
-/// Buffer in front of the output file, so the small metadata writes are batched.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Buffer in front of the output file, so the small metadata writes are batched (and,
+/// for the planned writer, the unit of its direct writes).
+const WRITE_BUFFER: usize = 4 << 20;
 /// Clusters scanned per parallel task.
 const SCAN_BATCH_CLUSTERS: u64 = 256;
 
@@ -45,7 +47,7 @@ pub fn write_planned(
         Some(Ok(run.start * cluster..run.end * cluster))
     });
     let path = output.temp_path().to_owned();
-    let sink = BufWriter::with_capacity(WRITE_BUFFER, output.file());
+    let sink = DirectSink::new(output.file(), WRITE_BUFFER);
     let mut writer = StreamingWriter::start(sink, &path, layout)?;
     let mut tracker = ProgressTracker::start(reporter, "convert", disk.virtual_size());
     let chunk = CHUNK_BYTES.next_multiple_of(cluster);
