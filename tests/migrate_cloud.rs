@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::image_guard::ImageGuard;
+use common::image_guard::{create_image, ImageGuard};
 use common::{imgferry, path_str, run, run_ok};
 use imgferry::cloud::config::{CloudCatalog, ConfigEnv};
 use imgferry::cloud::glance::Glance;
@@ -89,14 +89,7 @@ fn unique(label: &str) -> String {
 
 /// Uploads `file` to c1-source as Nova would store an instance snapshot.
 fn nova_snapshot(file: &Path, name: &str) -> String {
-    let mut args = vec![
-        "image",
-        "create",
-        "--disk-format",
-        "qcow2",
-        "--container-format",
-        "bare",
-    ];
+    let mut args = vec!["--disk-format", "qcow2", "--container-format", "bare"];
     args.extend(["--file", path_str(file)]);
     let props = [
         "image_type=snapshot",
@@ -115,8 +108,7 @@ fn nova_snapshot(file: &Path, name: &str) -> String {
     for prop in &props {
         args.extend(["--property", prop]);
     }
-    args.extend(["-f", "value", "-c", "id", name]);
-    openstack("c1-source", &args).trim().to_owned()
+    create_image("c1-source", name, &args)
 }
 
 fn images_named(cloud: &str, name: &str) -> Vec<Value> {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::dev_cloud::{clean_env, dev_cloud, openstack, unique_name};
 use common::fault_proxy::{Fault, FaultProxy, Rule};
-use common::image_guard::ImageGuard;
+use common::image_guard::{create_image, ImageGuard};
 use common::{imgferry, path_str};
 use imgferry::cloud::config::{CloudCatalog, ConfigEnv};
 use imgferry::cloud::glance::{Glance, ListFilter};
@@ -110,7 +110,7 @@ fn statuses(glance: &mut Glance, name: &str) -> Vec<(String, String)> {
 
 /// Uploads `file` to c1-source with the properties Nova sets on a snapshot; its id.
 fn nova_snapshot(file: &Path, name: &str) -> String {
-    let mut args = vec!["image", "create", "--disk-format", "qcow2"];
+    let mut args = vec!["--disk-format", "qcow2"];
     args.extend(["--container-format", "bare", "--file", path_str(file)]);
     for prop in [
         "image_type=snapshot",
@@ -119,8 +119,7 @@ fn nova_snapshot(file: &Path, name: &str) -> String {
     ] {
         args.extend(["--property", prop]);
     }
-    args.extend(["-f", "value", "-c", "id", name]);
-    openstack("c1-source", &args).trim().to_owned()
+    create_image("c1-source", name, &args)
 }
 
 fn command(clouds: &Path, args: &[&str]) -> Command {

@@ -1,6 +1,8 @@
 //! A drop guard for dev-cloud tests: every image name a test registers is looked up and
 //! deleted (in every status) when the guard goes out of scope, also when an assertion
-//! panicked half-way, so a failing test leaks nothing into the shared dev cloud.
+//! panicked half-way, so a failing test leaks nothing into the shared dev cloud. And
+//! [`create_image`], the `openstack image create` of a test's input, retried when the
+//! dev Glance's SQLite answers a concurrent write with "database is locked" (HTTP 500).
 
 use std::process::Command;
 
@@ -33,6 +35,35 @@ pub fn ids_named(cloud: &str, name: &str) -> Vec<String> {
     .split_whitespace()
     .map(str::to_owned)
     .collect()
+}
+
+/// `openstack --os-cloud CLOUD image create ARGS... NAME -f value -c id`: the new
+/// image's id. A 500 from a locked database (another test writing at the same moment)
+/// is retried a few times, after deleting what the failed attempt left under `name`.
+pub fn create_image(cloud: &str, name: &str, args: &[&str]) -> String {
+    let mut all = vec!["image", "create"];
+    all.extend(args);
+    all.extend(["-f", "value", "-c", "id", name]);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let dev = dev_cloud();
+        let mut cmd = Command::new(dev.var("IMGFERRY_OPENSTACK"));
+        clean_env(&mut cmd, dev.clouds_yaml());
+        let out = cmd.args(["--os-cloud", cloud]).args(&all).output().unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            attempt < 4 && stderr.contains("500"),
+            "openstack image create {name} failed (attempt {attempt}): {stderr}"
+        );
+        for id in ids_named(cloud, name) {
+            openstack_quietly(cloud, &["image", "delete", &id]);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
+    }
 }
 
 /// `openstack --os-cloud CLOUD ARGS`'s stdout, or nothing: never panics (it runs in
