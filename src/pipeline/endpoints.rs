@@ -106,16 +106,16 @@ pub trait Target {
     /// An image an earlier run of the same request made (matched by its provenance),
     /// finished or not.
     fn find_existing(&mut self, spec: &TargetSpec) -> Result<Option<TargetImage>>;
-    /// Creates the target image from `file` (whose digests are `digests`), verifies what
-    /// the target recorded against them, and returns it `active`. On failure nothing is
-    /// left behind (an unfinished image is deleted).
+    /// Creates the target image from `file`, hashing it as it is read (one pass: the
+    /// pipeline never reads the file only to hash it), verifies what the target recorded
+    /// against those digests, and returns the image, `active`, with them. On failure
+    /// nothing is left behind (an unfinished image is deleted).
     fn upload(
         &mut self,
         spec: &TargetSpec,
         file: &Path,
-        digests: &FileDigests,
         reporter: &dyn Reporter,
-    ) -> Result<TargetImage>;
+    ) -> Result<(TargetImage, FileDigests)>;
     /// Checks that `image` is (still) `active`.
     fn wait_active(&mut self, image: &TargetImage, reporter: &dyn Reporter) -> Result<TargetImage>;
     /// Deletes an image that will not be finished (left `queued`/`saving` by a run

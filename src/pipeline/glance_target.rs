@@ -74,9 +74,8 @@ impl Target for GlanceTarget {
         &mut self,
         spec: &TargetSpec,
         file: &Path,
-        digests: &FileDigests,
         reporter: &dyn Reporter,
-    ) -> Result<TargetImage> {
+    ) -> Result<(TargetImage, FileDigests)> {
         let mut options = UploadOptions::named(spec.name.clone());
         options.disk_format = Some(spec.disk_format.clone());
         options.container_format = spec.container_format.clone();
@@ -89,23 +88,29 @@ impl Target for GlanceTarget {
                 .properties
                 .insert("tags".into(), Value::from(spec.tags.clone()));
         }
+        // The transfer hashes what it sends and compares Glance's size, checksum and
+        // os_hash_value with it before returning.
         let uploaded = upload(&mut self.glance, file, &options, reporter)?;
-        let sent = uploaded
-            .digests
-            .iter()
-            .find(|d| d.algorithm == Algorithm::Sha512)
-            .map(|d| d.hex())
-            .unwrap_or_default();
-        if sent != digests.sha512 {
-            // The work file changed between hashing and sending: do not keep that image.
+        let hex = |algorithm| {
+            uploaded
+                .digests
+                .iter()
+                .find(|d| d.algorithm == algorithm)
+                .map(|d| d.hex())
+        };
+        let Some(sha512) = hex(Algorithm::Sha512) else {
             let _ = self.glance.delete(&uploaded.image.id);
-            return Err(PipelineError::HashMismatch {
-                what: format!("{} as uploaded", file.display()),
-                expected: digests.sha512_tagged(),
-                actual: format!("sha512:{sent}"),
-            });
-        }
-        Ok(self.image(&uploaded.image))
+            return Err(PipelineError::Unsupported(format!(
+                "the upload of {} computed no sha512",
+                file.display()
+            )));
+        };
+        let digests = FileDigests {
+            bytes: uploaded.bytes,
+            md5: hex(Algorithm::Md5),
+            sha512,
+        };
+        Ok((self.image(&uploaded.image), digests))
     }
 
     fn wait_active(

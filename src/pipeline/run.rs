@@ -350,12 +350,10 @@ fn stage_event(stage: Stage, seconds: f64, state: &State) -> Event {
             }
         }
         Stage::Convert => {
-            if let (Some(c), Some(o)) = (&state.convert, &state.output) {
+            if let Some(c) = &state.convert {
                 event = event
                     .with("action", c.action.as_str())
-                    .with("disk_format", c.disk_format.as_str())
-                    .with("bytes", o.bytes)
-                    .with("sha512", o.sha512.as_str());
+                    .with("disk_format", c.disk_format.as_str());
             }
         }
         Stage::Upload | Stage::Active => {
@@ -363,6 +361,11 @@ fn stage_event(stage: Stage, seconds: f64, state: &State) -> Event {
                 event = event
                     .with("image_id", t.id.as_str())
                     .with("status", t.status.as_str());
+            }
+            if let (Stage::Upload, Some(o)) = (stage, &state.output) {
+                event = event
+                    .with("bytes", o.bytes)
+                    .with("sha512", o.sha512.as_str());
             }
         }
         Stage::Source | Stage::Space => {}
@@ -429,9 +432,8 @@ fn run_stage(
             state.sysprep = Some(sysprep_image(&image, &options, reporter)?);
         }
         Stage::Convert => {
-            let record = format_step(work_dir, request.output, reporter)?;
-            state.output = Some(hash_local(&work_dir.join(&record.file), reporter)?);
-            state.convert = Some(record);
+            // Not hashed here: the upload hashes the file as it sends it.
+            state.convert = Some(format_step(work_dir, request.output, reporter)?);
         }
         Stage::Upload => upload_stage(request, state, target, reporter)?,
         Stage::Active => {
@@ -459,7 +461,6 @@ fn upload_stage(
 ) -> Result<()> {
     let record = state.source.clone().ok_or_else(|| missing("source"))?;
     let convert = state.convert.clone().ok_or_else(|| missing("convert"))?;
-    let output = state.output.clone().ok_or_else(|| missing("output"))?;
     let spec = target_spec(
         request,
         &record,
@@ -481,7 +482,9 @@ fn upload_stage(
         target.discard(&found)?;
     }
     let file = request.work_dir.join(&convert.file);
-    state.target = Some(target.upload(&spec, &file, &output, reporter)?);
+    let (image, sent) = target.upload(&spec, &file, reporter)?;
+    state.target = Some(image);
+    state.output = Some(sent);
     state.target_reused = false;
     Ok(())
 }
