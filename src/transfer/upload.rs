@@ -3,10 +3,11 @@
 //! Order: detect the disk format from the content and refuse a mismatch with the declared
 //! one; check the import method is offered; only then create the record. The data is
 //! streamed with `Content-Length` (`PUT .../file`, or `PUT .../stage` + `POST .../import`
-//! for glance-direct) and hashed (md5 + sha512) on other threads as it is read; transient
+//! for glance-direct) and hashed (sha512) on another thread as it is read; transient
 //! failures restart the stream from byte 0 with backoff (Glance puts a cut-off image back
-//! to `queued`). Then it waits for `active` and compares Glance's size, `checksum` and
-//! `os_hash_value` with ours. On any failure after the record exists, the image is deleted
+//! to `queued`). Then it waits for `active` and compares Glance's size and
+//! `os_hash_value` with ours (the md5 `checksum` only when the record has no sha512
+//! `os_hash_value`: an older Glance; that digest then takes a second local pass). On any failure after the record exists, the image is deleted
 //! unless `keep_failed`. Owns the upload sequence; requests are `cloud::glance`'s.
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use crate::cloud::glance::{DataTarget, Glance, Image};
 use crate::cloud::CloudError;
 use crate::disk::detect::{detect, Format};
 use crate::disk::LocalFile;
-use crate::hash::{Algorithm, Digest, HashPlan, MultiHasher};
+use crate::hash::{hash_file, Algorithm, Digest, HashPlan, MultiHasher};
 use crate::report::{Event, Progress, Reporter};
 
 /// How the data reaches Glance.
@@ -237,6 +238,17 @@ impl Job<'_> {
             self.glance.import(&self.id, "glance-direct")?;
         }
         let image = self.wait_active()?;
+        let mut digests = digests;
+        let missing = missing_digests(&image, &digests);
+        if !missing.is_empty() {
+            // An older Glance without sha512 `os_hash_value`: a second local pass for
+            // the digest it does record.
+            let plan = HashPlan {
+                whole: missing,
+                chunks: None,
+            };
+            digests.extend(hash_file(self.path, &plan, self.reporter)?.whole);
+        }
         let verified = self.compare(&image, &digests)?;
         Ok((image, digests, verified, attempts))
     }
@@ -260,7 +272,7 @@ impl Job<'_> {
             let mut hashing = HashingReader {
                 inner: BufReader::with_capacity(BUFFER_SIZE, reader),
                 hasher: MultiHasher::new(&HashPlan {
-                    whole: vec![Algorithm::Md5, Algorithm::Sha512],
+                    whole: vec![Algorithm::Sha512],
                     chunks: None,
                 })?,
                 progress: &*progress,
@@ -489,6 +501,24 @@ fn uploaded_event(u: &Uploaded) -> Event {
     event
 }
 
+/// The digests the record holds that `computed` lacks and that we need for the check:
+/// its `os_hash_value` algorithm when not sha512, and md5 when there is no comparable
+/// `os_hash_value` but a `checksum`.
+fn missing_digests(image: &Image, computed: &[Digest]) -> Vec<Algorithm> {
+    let has = |algorithm: Algorithm| computed.iter().any(|d| d.algorithm == algorithm);
+    let os_hash = image
+        .os_hash_value
+        .as_ref()
+        .and(image.os_hash_algo.as_deref())
+        .and_then(|name| name.parse::<Algorithm>().ok());
+    match os_hash {
+        Some(algorithm) if has(algorithm) => Vec::new(),
+        Some(algorithm) => vec![algorithm],
+        None if image.checksum.is_some() && !has(Algorithm::Md5) => vec![Algorithm::Md5],
+        None => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +534,38 @@ mod tests {
             "vmdk",
             Format::Unsupported(UnsupportedFormat::Vmdk)
         ));
+    }
+
+    #[test]
+    fn a_second_pass_is_asked_only_for_what_the_record_has_and_we_lack() {
+        let image = |fields: Value| -> Image {
+            let mut record = serde_json::json!({"id": "i", "name": "n", "status": "active"});
+            record
+                .as_object_mut()
+                .unwrap()
+                .extend(fields.as_object().unwrap().clone());
+            serde_json::from_value(record).unwrap()
+        };
+        let sha512 = [Digest {
+            algorithm: Algorithm::Sha512,
+            bytes: vec![0; 64],
+        }];
+        let modern = image(
+            serde_json::json!({"checksum": "c", "os_hash_algo": "sha512", "os_hash_value": "v"}),
+        );
+        assert_eq!(missing_digests(&modern, &sha512), vec![]);
+        let sha256 = image(
+            serde_json::json!({"checksum": "c", "os_hash_algo": "sha256", "os_hash_value": "v"}),
+        );
+        assert_eq!(missing_digests(&sha256, &sha512), vec![Algorithm::Sha256]);
+        let old = image(serde_json::json!({"checksum": "c"}));
+        assert_eq!(missing_digests(&old, &sha512), vec![Algorithm::Md5]);
+        let unknown = image(
+            serde_json::json!({"checksum": "c", "os_hash_algo": "whirlpool", "os_hash_value": "v"}),
+        );
+        assert_eq!(missing_digests(&unknown, &sha512), vec![Algorithm::Md5]);
+        let nothing = image(serde_json::json!({}));
+        assert_eq!(missing_digests(&nothing, &sha512), vec![]);
     }
 
     #[test]
