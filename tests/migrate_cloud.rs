@@ -2,7 +2,8 @@
 //! `openstack` client: c1/source → c2/target with a new hostname (the image saved back
 //! with `openstack image save` is inspected by libguestfs and hashed), and c1/source →
 //! c1/target resumed after stops at stage boundaries and after a killed upload left an
-//! unfinished image: exactly one target image every time.
+//! unfinished image, or an active one without imgferry's verification mark: exactly one
+//! target image every time.
 //!
 //! Image names are unique per test; an [`ImageGuard`] deletes everything a test created,
 //! also when an assertion fails half-way.
@@ -203,6 +204,7 @@ fn c1_to_c2_with_a_new_hostname_gives_one_clean_image_with_the_expected_properti
         "imgferry_source_hash",
         "imgferry_source_image_id",
         "imgferry_sysprep",
+        "imgferry_verified",
         "imgferry_version",
     ]
     .map(String::from)
@@ -234,6 +236,11 @@ fn c1_to_c2_with_a_new_hostname_gives_one_clean_image_with_the_expected_properti
     assert_eq!(
         shown["properties"]["os_hash_value"].as_str(),
         Some(sha512.as_str())
+    );
+    assert_eq!(
+        shown["properties"]["imgferry_verified"],
+        format!("sha512:{sha512}"),
+        "marked once imgferry compared Glance's record with what it sent"
     );
     let (os, listing) = listing_of(&saved);
     assert_eq!(os.distro, "debian");
@@ -338,5 +345,33 @@ fn resumes_and_a_leftover_unfinished_upload_never_make_a_second_image() {
         common::qemu_img_info(&saved)["format-specific"]["data"]["compat"],
         "0.10"
     );
+
+    // An active image without imgferry's verification mark (what a run killed between
+    // Glance finishing and imgferry's comparison leaves) is not reused: deleted, and
+    // the image made again.
+    let unchecked = images[0]["ID"].as_str().unwrap().to_owned();
+    openstack(
+        "c1-target",
+        &[
+            "image",
+            "unset",
+            "--property",
+            "imgferry_verified",
+            &unchecked,
+        ],
+    );
+    let (ok, lines, stderr) = migrate(&base);
+    assert!(ok, "{stderr}\n{lines:?}");
+    assert_eq!(result(&lines)["target_reused"], false);
+    assert!(
+        lines.iter().any(|l| l["type"] == "warning"
+            && l["message"].as_str().unwrap().contains(&format!(
+                "deleting unfinished target image {unchecked} (active-unverified)"
+            ))),
+        "{lines:?}"
+    );
+    let images = images_named("c1-target", &moved);
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_ne!(images[0]["ID"].as_str(), Some(unchecked.as_str()));
     drop(guard);
 }

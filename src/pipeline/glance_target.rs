@@ -1,6 +1,10 @@
 //! A Glance project as the target: the upload is the transfer layer's verified upload
 //! (create, stream, wait `active`, compare digests, delete on failure); this module
-//! adds finding the image an earlier run of the same request made, by its provenance.
+//! marks a verified image ([`VERIFIED_PROPERTY`]) and finds the image an earlier run of
+//! the same request made, by its provenance. An `active` image without a matching mark
+//! (a run killed between Glance finishing and imgferry's comparison) is reported as
+//! `active-unverified`: the pipeline deletes it and uploads again rather than reuse
+//! bytes nobody checked.
 //!
 //! Must not print.
 
@@ -10,7 +14,8 @@ use serde_json::Value;
 
 use super::endpoints::{FileDigests, Target, TargetImage, TargetSpec};
 use super::error::{PipelineError, Result};
-use crate::cloud::glance::{Glance, Image, ListFilter};
+use super::properties::VERIFIED_PROPERTY;
+use crate::cloud::glance::{Glance, Image, ListFilter, PatchOp};
 use crate::hash::Algorithm;
 use crate::report::Reporter;
 use crate::transfer::{upload, UploadOptions};
@@ -27,11 +32,35 @@ impl GlanceTarget {
     }
 
     fn image(&self, image: &Image) -> TargetImage {
+        let status = if image.status == "active" && !verified(image) {
+            "active-unverified".to_owned()
+        } else {
+            image.status.clone()
+        };
         TargetImage {
             id: image.id.clone(),
             location: self.glance.session().cloud().to_owned(),
-            status: image.status.clone(),
+            status,
         }
+    }
+}
+
+/// Whether `image` carries imgferry's verification mark, and (when Glance hashes with
+/// sha512) the mark names the hash Glance computed.
+pub fn verified(image: &Image) -> bool {
+    let Some(mark) = image
+        .properties
+        .get(VERIFIED_PROPERTY)
+        .and_then(Value::as_str)
+    else {
+        return false;
+    };
+    match (
+        image.os_hash_algo.as_deref(),
+        image.os_hash_value.as_deref(),
+    ) {
+        (Some("sha512"), Some(value)) => mark.strip_prefix("sha512:") == Some(value),
+        _ => mark.starts_with("sha512:"),
     }
 }
 
@@ -65,8 +94,8 @@ impl Target for GlanceTarget {
             .into_iter()
             .filter(|image| made_by(image, spec, owner.as_deref()))
             .collect();
-        // An active one wins; otherwise the unfinished one is reported for deletion.
-        found.sort_by_key(|image| image.status != "active");
+        // A verified active one wins; otherwise the other is reported for deletion.
+        found.sort_by_key(|image| !(image.status == "active" && verified(image)));
         Ok(found.first().map(|image| self.image(image)))
     }
 
@@ -105,12 +134,23 @@ impl Target for GlanceTarget {
                 file.display()
             )));
         };
+        let mark = PatchOp::Set {
+            property: VERIFIED_PROPERTY.to_owned(),
+            value: Value::String(format!("sha512:{sha512}")),
+        };
+        let marked = match self.glance.update(&uploaded.image.id, &[mark]) {
+            Ok(marked) => marked,
+            Err(error) => {
+                let _ = self.glance.delete(&uploaded.image.id);
+                return Err(error.into());
+            }
+        };
         let digests = FileDigests {
             bytes: uploaded.bytes,
             md5: hex(Algorithm::Md5),
             sha512,
         };
-        Ok((self.image(&uploaded.image), digests))
+        Ok((self.image(&marked), digests))
     }
 
     fn wait_active(
@@ -131,5 +171,34 @@ impl Target for GlanceTarget {
     fn discard(&mut self, image: &TargetImage) -> Result<()> {
         self.glance.delete(&image.id)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn image(fields: Value) -> Image {
+        let mut base = json!({"id": "i1", "name": "vm", "status": "active",
+            "os_hash_algo": "sha512", "os_hash_value": "ab"});
+        base.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn only_an_image_whose_mark_names_glances_hash_is_verified() {
+        assert!(verified(&image(json!({"imgferry_verified": "sha512:ab"}))));
+        assert!(!verified(&image(json!({}))), "no mark: killed before it");
+        assert!(!verified(&image(json!({"imgferry_verified": "sha512:cd"}))));
+        assert!(!verified(&image(json!({"imgferry_verified": 7}))));
+        let other_algo = json!({"os_hash_algo": "sha256", "os_hash_value": "ef",
+            "imgferry_verified": "sha512:ab"});
+        assert!(
+            verified(&image(other_algo)),
+            "a sha256 Glance: the mark alone"
+        );
     }
 }

@@ -14,6 +14,9 @@ use super::error::PipelineError;
 
 /// Glance's default `image_property_quota`: more extra properties are refused.
 pub const MAX_PROPERTIES: usize = 128;
+/// Set on the target image once imgferry has compared Glance's record with what it
+/// sent (`sha512:HEX`); counted against [`MAX_PROPERTIES`] from the start.
+pub const VERIFIED_PROPERTY: &str = "imgferry_verified";
 /// Glance stores property keys and string values in 255-character columns.
 pub const MAX_PROPERTY_LEN: usize = 255;
 
@@ -221,9 +224,11 @@ pub fn plan_properties(
         properties.insert(key.clone(), Value::String(value.clone()));
     }
     properties.extend(provenance.properties());
-    if properties.len() > MAX_PROPERTIES {
+    // The image ends with one more: VERIFIED_PROPERTY, set after the upload.
+    let count = properties.len() + 1;
+    if count > MAX_PROPERTIES {
         return Err(PipelineError::TooManyProperties {
-            count: properties.len(),
+            count,
             limit: MAX_PROPERTIES,
         });
     }
