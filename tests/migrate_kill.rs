@@ -398,6 +398,7 @@ fn killed_during_the_upload_the_rerun_deletes_the_unfinished_image_and_makes_one
     );
     let saved = assert_one_correct_image(&case.moved, summary, case.dir.path());
     common::assert_same_content(&fixture("debian").image, &saved);
+    assert!(!case.work.exists(), "the work dir is removed on success");
     drop(case.guard);
 }
 
@@ -430,6 +431,10 @@ fn killed_during_sysprep_the_rerun_redoes_it_and_makes_one_image() {
     assert_eq!(
         roots[0].hostname, "killed-03",
         "the sysprep of the re-run is in the image"
+    );
+    assert!(
+        !case.work.exists(),
+        "the work dir, with the killed appliance's overlay, is removed on success"
     );
     drop(case.guard);
 }
