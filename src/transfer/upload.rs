@@ -26,6 +26,9 @@ use crate::disk::LocalFile;
 use crate::hash::{hash_file, Algorithm, Digest, HashPlan, MultiHasher};
 use crate::report::{Event, Progress, Reporter};
 
+/// Retries of the clean-up DELETE after a failed upload, whatever `--retries` says.
+const CLEANUP_RETRIES: u32 = 3;
+
 /// How the data reaches Glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UploadMethod {
@@ -432,7 +435,7 @@ impl Job<'_> {
             ));
             return;
         }
-        match self.glance.delete(&self.id) {
+        match self.delete_with_retries() {
             Ok(_) => self.reporter.event(
                 Event::new(
                     "upload.cleaned_up",
@@ -444,6 +447,27 @@ impl Job<'_> {
                 "upload failed and the half-created image {} could not be deleted ({delete_error}); delete it by hand",
                 self.id
             )),
+        }
+    }
+}
+
+impl Job<'_> {
+    /// Deletes the record, retrying transient answers (a Glance on SQLite answers a
+    /// concurrent write with 500 "database is locked") with the transfer's backoff, at
+    /// least [`CLEANUP_RETRIES`] times even when `--retries 0` forbade resending data:
+    /// leaving nothing behind matters more than failing fast.
+    fn delete_with_retries(&mut self) -> Result<bool, CloudError> {
+        let retry = &self.options.retry;
+        let retries = retry.retries.max(CLEANUP_RETRIES);
+        let mut failures = 0u32;
+        loop {
+            match self.glance.delete(&self.id) {
+                Err(error) if is_transient(&error) && failures < retries => {
+                    failures += 1;
+                    std::thread::sleep(retry.delay(failures));
+                }
+                result => return result,
+            }
         }
     }
 }
