@@ -702,3 +702,45 @@ fn glance_direct_import_stages_and_imports() {
         md5_hex(&file)
     );
 }
+
+#[test]
+fn resume_continues_from_a_part_file_and_a_foreign_part_is_refused() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let file = raw_image(dir.path(), 4, 91);
+    let name = cleanup.name("c1-source", "resume");
+    let id = upload("c1-source", &file, &name, &[]).result()["image"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = FaultProxy::start(&glance_host_port());
+    let clouds = proxied_clouds(dir.path(), &proxy);
+    let out = dir.path().join("out.raw");
+    let part = dir.path().join("out.raw.part");
+    let data = std::fs::read(&file).unwrap();
+
+    // What an interrupted run leaves: the first 1.5 MiB in FILE.part.
+    let kept = 3 << 19;
+    std::fs::write(&part, &data[..kept]).unwrap();
+    let run = via_proxy(
+        &clouds,
+        &["download", &id, "-o", common::path_str(&out), "--resume"],
+    );
+    assert_eq!(run.result()["reused_bytes"], kept as u64);
+    assert!(proxy
+        .seen()
+        .iter()
+        .any(|s| s.range.as_deref() == Some(&format!("bytes={kept}-"))));
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert!(!part.exists());
+
+    // A part file of other bytes: the whole-file verification refuses it, nothing kept.
+    std::fs::remove_file(&out).unwrap();
+    std::fs::write(&part, vec![0x55u8; kept]).unwrap();
+    let run = via_proxy(
+        &clouds,
+        &["download", &id, "-o", common::path_str(&out), "--resume"],
+    );
+    assert_eq!(run.code, Some(3), "{}", run.stdout);
+    assert_no_file(&out);
+}

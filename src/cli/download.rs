@@ -69,6 +69,7 @@ pub fn run(args: DownloadArgs, output: &Output) -> Result<ExitCode, Failure> {
         "verified": done.verified,
         "resumes": done.resumes,
         "restarts": done.restarts,
+        "reused_bytes": done.reused_bytes,
         "digests": {},
     });
     for digest in &done.digests {
