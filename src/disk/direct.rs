@@ -9,9 +9,9 @@
 //! stays correct. Where the file system refuses `O_DIRECT` (tmpfs, some FUSE and network
 //! file systems) every write takes the ordinary path.
 //!
-//! [`AlignedBuffer`] gives the memory alignment `O_DIRECT` needs without `unsafe`;
-//! [`DirectSink`] is the same for a sequential stream (a qcow2 image written front to
-//! back).
+//! [`AlignedBuffer`] gives the memory alignment `O_DIRECT` needs without `unsafe`. The
+//! same writes done on writer threads are [`super::write_queue::WriteQueue`]'s, and a
+//! sequential stream over them is [`super::direct_sink::DirectSink`].
 //! Owns only how bytes reach the file, not the file's life cycle (see
 //! [`super::output::AtomicFile`]).
 
@@ -64,92 +64,57 @@ impl<'a> DirectWriter<'a> {
     /// is the same inode whatever happens to the path); without one every write goes
     /// through `file`.
     pub fn new(file: &'a File) -> Self {
-        let reopened = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(reopened)
-            .ok();
-        Self { file, direct }
+        Self {
+            file,
+            direct: reopen_direct(file),
+        }
     }
 
     /// Writes all of `data` at `offset`. The aligned head (offset, memory address and
     /// length multiples of [`DIRECT_ALIGN`]) goes direct; the rest, or everything when
     /// the device refuses a direct write, goes through the page cache.
     pub fn write_all_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
-        let mut done = 0;
-        if let Some(direct) = &self.direct {
-            let aligned = offset.is_multiple_of(DIRECT_ALIGN as u64)
-                && (data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN);
-            let head = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-            if aligned && head > 0 {
-                match direct.write_all_at(&data[..head], offset) {
-                    Ok(()) => done = head,
-                    // The device's alignment is stricter than ours: the page cache it is.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                    Err(e) => return Err(e),
-                }
+        write_direct_or_cached(self.file, self.direct.as_ref(), data, offset)
+    }
+}
+
+/// Opens a second, `O_DIRECT` description of `file` through `/proc/self/fd` (so it is
+/// the same inode whatever happens to the path); `None` where that is refused.
+pub(crate) fn reopen_direct(file: &File) -> Option<File> {
+    let reopened = format!("/proc/self/fd/{}", file.as_raw_fd());
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(reopened)
+        .ok()
+}
+
+/// Writes all of `data` at `offset` into one file: the aligned head through `direct`
+/// (when given and the device accepts it), the rest through `file`.
+pub(crate) fn write_direct_or_cached(
+    file: &File,
+    direct: Option<&File>,
+    data: &[u8],
+    offset: u64,
+) -> io::Result<()> {
+    let mut done = 0;
+    if let Some(direct) = direct {
+        let aligned = offset.is_multiple_of(DIRECT_ALIGN as u64)
+            && (data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN);
+        let head = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+        if aligned && head > 0 {
+            match direct.write_all_at(&data[..head], offset) {
+                Ok(()) => done = head,
+                // The device's alignment is stricter than ours: the page cache it is.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(e),
             }
         }
-        if done < data.len() {
-            self.file
-                .write_all_at(&data[done..], offset + done as u64)?;
-        }
-        Ok(())
     }
-}
-
-/// A sequential [`Write`] over a [`DirectWriter`]: bytes gather in an aligned buffer that
-/// goes to the file, past the page cache, each time it fills. Call [`Write::flush`] at
-/// the end: it writes the rest (the unaligned tail through the page cache). Dropping it
-/// unflushed loses the buffered bytes, which is what an abandoned output wants.
-pub struct DirectSink<'a> {
-    writer: DirectWriter<'a>,
-    buffer: AlignedBuffer,
-    filled: usize,
-    /// File offset of the buffer's first byte.
-    offset: u64,
-}
-
-impl<'a> DirectSink<'a> {
-    /// Writes `file` from offset 0 through a buffer of `capacity` bytes (rounded up to
-    /// a multiple of [`DIRECT_ALIGN`]).
-    pub fn new(file: &'a File, capacity: usize) -> Self {
-        Self {
-            writer: DirectWriter::new(file),
-            buffer: AlignedBuffer::new(capacity.max(1).next_multiple_of(DIRECT_ALIGN)),
-            filled: 0,
-            offset: 0,
-        }
+    if done < data.len() {
+        file.write_all_at(&data[done..], offset + done as u64)?;
     }
-
-    fn drain(&mut self) -> io::Result<()> {
-        if self.filled > 0 {
-            let data = &self.buffer.as_slice()[..self.filled];
-            self.writer.write_all_at(data, self.offset)?;
-            self.offset += self.filled as u64;
-            self.filled = 0;
-        }
-        Ok(())
-    }
-}
-
-impl io::Write for DirectSink<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let capacity = self.buffer.as_slice().len();
-        let taken = (capacity - self.filled).min(data.len());
-        self.buffer.as_mut_slice()[self.filled..self.filled + taken]
-            .copy_from_slice(&data[..taken]);
-        self.filled += taken;
-        if self.filled == capacity {
-            self.drain()?;
-        }
-        Ok(taken)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.drain()
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -194,26 +159,5 @@ mod tests {
             .read_exact_at(&mut got, 0)
             .unwrap();
         assert!(got == expected, "file content differs");
-    }
-
-    #[test]
-    fn the_sink_writes_a_sequential_stream_of_odd_pieces_exactly() {
-        use std::io::Write as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out");
-        let file = File::create(&path).unwrap();
-        let stream: Vec<u8> = (0..(3 * DIRECT_ALIGN * 5 + 77))
-            .map(|i| (i % 241) as u8)
-            .collect();
-        let mut sink = DirectSink::new(&file, 3 * DIRECT_ALIGN);
-        for piece in stream.chunks(1000).chain(std::iter::once(&[][..])) {
-            sink.write_all(piece).unwrap();
-        }
-        sink.flush().unwrap();
-        drop(sink);
-        assert!(
-            std::fs::read(&path).unwrap() == stream,
-            "file content differs"
-        );
     }
 }

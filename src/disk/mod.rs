@@ -12,15 +12,18 @@ mod error;
 mod memory;
 mod source;
 
+pub mod buffers;
 pub mod convert;
 pub mod detect;
 pub mod direct;
+pub mod direct_sink;
 pub mod fuzzing;
 pub mod info;
 pub mod open;
 pub mod output;
 pub mod qcow2;
 pub mod raw;
+pub mod write_queue;
 
 pub use error::{DiskError, Result};
 pub use memory::MemorySource;

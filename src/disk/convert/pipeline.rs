@@ -2,14 +2,16 @@
 //! ([`DataRanges`]), a read-ahead thread that overlaps reading with the caller's
 //! zero-detection and writing ([`read_ahead`]), and the zero test itself ([`is_zero`]).
 //!
-//! Owns the threads and the bounded pool of buffers (memory is `BUFFERS` chunks whatever
-//! the image size; aligned, so a writer can send them past the page cache), and stops between chunks once [`crate::interrupt`] says so. Knows nothing of output formats.
+//! Owns the reader thread and its bounded pool of buffers (memory is `BUFFERS` chunks
+//! whatever the image size; aligned, so writes can go past the page cache straight from
+//! them), and stops between chunks once [`crate::interrupt`] says so. Knows nothing of
+//! output formats.
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::mpsc::{channel, sync_channel};
+use std::sync::mpsc::sync_channel;
 
-use crate::disk::direct::AlignedBuffer;
+use crate::disk::buffers::{BufferPool, SharedBuffer};
 use crate::disk::{DiskError, ExtentKind, Result, VirtualDisk};
 use crate::report::{Progress, Reporter};
 
@@ -17,9 +19,10 @@ use crate::report::{Progress, Reporter};
 /// small enough that a chunk is still in the CPU caches when it is written out (the
 /// copy into the page cache then runs several times faster than from memory).
 pub const CHUNK_BYTES: u64 = 2 << 20;
-/// Buffers in flight between the reader thread and the consumer: deep enough that
-/// either side can run for a whole time slice on a busy machine without waiting.
-const BUFFERS: usize = 4;
+/// Buffers in flight between the reader thread, the consumer and the writes it started:
+/// deep enough that each can run for a whole time slice on a busy machine without
+/// waiting for the others.
+const BUFFERS: usize = 8;
 /// Guest bytes whose extents are asked for at once, bounding the extent list even for
 /// a maximally fragmented image with 512-byte clusters.
 const EXTENT_WINDOW: u64 = 256 << 20;
@@ -90,10 +93,19 @@ impl Iterator for DataRanges<'_> {
     }
 }
 
+/// A piece of the disk read ahead: the guest bytes from `offset`, in a pooled buffer a
+/// consumer may keep (clone `data`) until it has written them.
+pub struct Chunk {
+    pub offset: u64,
+    pub data: SharedBuffer,
+}
+
 /// Reads every range from `ranges` in pieces of at most `chunk` bytes on a separate
-/// thread and calls `consume(guest_offset, bytes)` for each, in order, on the calling
-/// thread. Bytes past the end of the disk read as zeros (so aligned ranges can cover a
-/// partial last cluster). Returns the number of bytes read from the disk.
+/// thread and calls `consume` for each, in order, on the calling thread. Bytes past the
+/// end of the disk read as zeros (so aligned ranges can cover a partial last cluster).
+/// The reader waits for a free buffer while `BUFFERS` are held (by the queue between the
+/// threads, or by writes the consumer started). Returns the number of bytes read from
+/// the disk.
 pub fn read_ahead<I, F>(
     disk: &dyn VirtualDisk,
     ranges: I,
@@ -102,14 +114,11 @@ pub fn read_ahead<I, F>(
 ) -> Result<u64>
 where
     I: Iterator<Item = Result<Range<u64>>> + Send,
-    F: FnMut(u64, &[u8]) -> Result<()>,
+    F: FnMut(&Chunk) -> Result<()>,
 {
     let size = disk.virtual_size();
-    let (full_tx, full_rx) = sync_channel::<Result<(u64, usize, AlignedBuffer)>>(BUFFERS - 1);
-    let (free_tx, free_rx) = channel::<AlignedBuffer>();
-    for _ in 0..BUFFERS {
-        let _ = free_tx.send(AlignedBuffer::new(chunk as usize));
-    }
+    let (full_tx, full_rx) = sync_channel::<Result<Chunk>>(BUFFERS - 1);
+    let pool = BufferPool::new(BUFFERS, chunk as usize);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut bytes_read = 0u64;
@@ -124,9 +133,7 @@ where
                 let mut pos = range.start;
                 while pos < range.end {
                     let len = chunk.min(range.end - pos) as usize;
-                    let Ok(mut buf) = free_rx.recv() else {
-                        return bytes_read; // the consumer stopped
-                    };
+                    let mut buf = pool.take();
                     let inside = size.saturating_sub(pos).min(len as u64) as usize;
                     buf.as_mut_slice()[inside..len].fill(0);
                     let read = match inside {
@@ -135,8 +142,12 @@ where
                     };
                     bytes_read += inside as u64;
                     let failed = read.is_err();
-                    if full_tx.send(read.map(|()| (pos, len, buf))).is_err() || failed {
-                        return bytes_read;
+                    let item = read.map(|()| Chunk {
+                        offset: pos,
+                        data: buf.share(len),
+                    });
+                    if full_tx.send(item).is_err() || failed {
+                        return bytes_read; // the consumer stopped, or the read failed
                     }
                     pos += len as u64;
                 }
@@ -145,23 +156,16 @@ where
         });
         let mut outcome = Ok(());
         while let Ok(item) = full_rx.recv() {
-            let consumed = item.and_then(|(offset, len, buf)| {
+            let consumed = item.and_then(|chunk| {
                 crate::interrupt::check()?;
-                consume(offset, &buf.as_slice()[..len])?;
-                Ok(buf)
+                consume(&chunk)
             });
-            match consumed {
-                Ok(buf) => {
-                    let _ = free_tx.send(buf);
-                }
-                Err(error) => {
-                    outcome = Err(error);
-                    break;
-                }
+            if let Err(error) = consumed {
+                outcome = Err(error);
+                break;
             }
         }
-        drop(full_rx);
-        drop(free_tx);
+        drop(full_rx); // drops the chunks still queued, so the reader gets its buffers
         let bytes_read = reader
             .join()
             .map_err(|_| DiskError::InvalidRequest("the reader thread panicked".to_owned()))?;
@@ -237,8 +241,8 @@ mod tests {
         );
         let ranges = vec![Ok(0..3000), Ok(4096..12288)];
         let mut seen = Vec::new();
-        let read = read_ahead(&disk, ranges.into_iter(), 1024, |offset, data| {
-            seen.push((offset, data.to_vec()));
+        let read = read_ahead(&disk, ranges.into_iter(), 1024, |chunk| {
+            seen.push((chunk.offset, chunk.data.to_vec()));
             Ok(())
         })
         .expect("read");
@@ -265,7 +269,7 @@ mod tests {
             Path::new("mem"),
         );
         let mut calls = 0;
-        let result = read_ahead(&disk, vec![Ok(0..1 << 20)].into_iter(), 4096, |_, _| {
+        let result = read_ahead(&disk, vec![Ok(0..1 << 20)].into_iter(), 4096, |_| {
             calls += 1;
             Err(DiskError::InvalidRequest("stop".to_owned()))
         });

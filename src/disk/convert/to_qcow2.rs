@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::pipeline::{is_zero, read_ahead, DataRanges, ProgressTracker, CHUNK_BYTES, ZERO_BLOCK};
 use super::Counters;
-use crate::disk::direct::DirectSink;
+use crate::disk::direct_sink::DirectSink;
 use crate::disk::output::AtomicFile;
 use crate::disk::qcow2::writer::{
     AllocationMap, AppendWriter, ClusterCompressor, ClusterPayload, Layout, Qcow2Format,
@@ -25,9 +25,12 @@ use crate::disk::qcow2::CompressionType;
 use crate::disk::{DiskError, Result, VirtualDisk};
 use crate::report::Reporter;
 
-/// Buffer in front of the output file, so the small metadata writes are batched (and,
-/// for the planned writer, the unit of its direct writes).
+/// Buffer in front of the output file, so the small metadata writes and short data runs
+/// are batched (for the planned writer, the unit of its direct writes; long data runs
+/// are written from the read-ahead buffers without a copy).
 const WRITE_BUFFER: usize = 4 << 20;
+/// Writes in flight at once (planned writer).
+const WRITERS: usize = 3;
 /// Clusters scanned per parallel task.
 const SCAN_BATCH_CLUSTERS: u64 = 256;
 
@@ -47,13 +50,14 @@ pub fn write_planned(
         Some(Ok(run.start * cluster..run.end * cluster))
     });
     let path = output.temp_path().to_owned();
-    let sink = DirectSink::new(output.file(), WRITE_BUFFER);
+    let sink = DirectSink::new(output.file(), WRITE_BUFFER, WRITERS)
+        .map_err(|e| DiskError::io("write", &path, e))?;
     let mut writer = StreamingWriter::start(sink, &path, layout)?;
     let mut tracker = ProgressTracker::start(reporter, "convert", disk.virtual_size());
     let chunk = CHUNK_BYTES.next_multiple_of(cluster);
-    let bytes_read = read_ahead(disk, ranges, chunk, |offset, data| {
-        writer.write_clusters(offset / cluster, data)?;
-        tracker.reached(offset + data.len() as u64);
+    let bytes_read = read_ahead(disk, ranges, chunk, |chunk| {
+        writer.write_shared_clusters(chunk.offset / cluster, &chunk.data)?;
+        tracker.reached(chunk.offset + chunk.data.len() as u64);
         Ok(())
     })?;
     let (_, bytes_written) = writer.finish()?;
@@ -78,25 +82,21 @@ pub fn write_compressed(
     let mut writer = AppendWriter::start(sink, &path, format, qcow2_size(disk))?;
     let mut tracker = ProgressTracker::start(reporter, "convert", disk.virtual_size());
     let chunk = CHUNK_BYTES.next_multiple_of(cluster);
-    let bytes_read = read_ahead(
-        disk,
-        DataRanges::new(disk, cluster),
-        chunk,
-        |offset, data| {
-            let first_cluster = offset / cluster;
-            let packed = pack_clusters(data, cluster, kind)?;
-            for (index, (bytes, packed)) in data.chunks(cluster as usize).zip(packed).enumerate() {
-                let payload = match &packed {
-                    Packed::Zero => continue,
-                    Packed::Compressed(compressed) => ClusterPayload::Compressed(compressed),
-                    Packed::Plain => ClusterPayload::Plain(bytes),
-                };
-                writer.write_cluster(first_cluster + index as u64, payload)?;
-            }
-            tracker.reached(offset + data.len() as u64);
-            Ok(())
-        },
-    )?;
+    let bytes_read = read_ahead(disk, DataRanges::new(disk, cluster), chunk, |chunk| {
+        let (offset, data) = (chunk.offset, &chunk.data[..]);
+        let first_cluster = offset / cluster;
+        let packed = pack_clusters(data, cluster, kind)?;
+        for (index, (bytes, packed)) in data.chunks(cluster as usize).zip(packed).enumerate() {
+            let payload = match &packed {
+                Packed::Zero => continue,
+                Packed::Compressed(compressed) => ClusterPayload::Compressed(compressed),
+                Packed::Plain => ClusterPayload::Plain(bytes),
+            };
+            writer.write_cluster(first_cluster + index as u64, payload)?;
+        }
+        tracker.reached(offset + data.len() as u64);
+        Ok(())
+    })?;
     let (_, bytes_written) = writer.finish()?;
     tracker.finish();
     Ok(Counters {

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::plan::Layout;
+use crate::disk::buffers::{ChunkSink, SharedBuffer};
 use crate::disk::{DiskError, Result};
 
 /// Writes an image planned by [`Layout::plan`] to a sequential sink.
@@ -55,35 +56,45 @@ impl<W: Write> StreamingWriter<W> {
     /// the last cluster of the disk is zero-padded by the caller). They must be the next
     /// clusters of the allocation map, inside one run.
     pub fn write_clusters(&mut self, first_cluster: u64, data: &[u8]) -> Result<()> {
-        let cluster = self.layout.format.cluster_size();
-        let count = data.len() as u64 / cluster;
-        let run = self.layout.map().runs().get(self.run).cloned();
-        let fits = run
-            .as_ref()
-            .is_some_and(|run| first_cluster + count <= run.end);
-        if !(data.len() as u64).is_multiple_of(cluster)
-            || first_cluster != self.next_cluster
-            || !fits
-        {
-            return Err(DiskError::InvalidRequest(format!(
-                "qcow2 writer: got {} bytes for guest cluster {first_cluster}, expected whole \
-                 clusters from {} inside the run {run:?}",
-                data.len(),
-                self.next_cluster
-            )));
-        }
+        self.expect_clusters(first_cluster, data.len())?;
         self.sink
             .write_all(data)
             .map_err(|e| DiskError::io("write", self.name.clone(), e))?;
-        self.bytes_written += data.len() as u64;
-        self.next_cluster += count;
-        if run.is_some_and(|run| self.next_cluster == run.end) {
+        self.advance(data.len());
+        Ok(())
+    }
+
+    /// Checks that `len` bytes of data for guest clusters `first_cluster..` are what
+    /// the plan expects next.
+    fn expect_clusters(&self, first_cluster: u64, len: usize) -> Result<()> {
+        let cluster = self.layout.format.cluster_size();
+        let count = len as u64 / cluster;
+        let run = self.layout.map().runs().get(self.run);
+        let fits = run.is_some_and(|run| first_cluster + count <= run.end);
+        if !(len as u64).is_multiple_of(cluster) || first_cluster != self.next_cluster || !fits {
+            return Err(DiskError::InvalidRequest(format!(
+                "qcow2 writer: got {len} bytes for guest cluster {first_cluster}, expected whole \
+                 clusters from {} inside the run {run:?}",
+                self.next_cluster
+            )));
+        }
+        Ok(())
+    }
+
+    /// Moves past `len` bytes of data that were accepted by [`Self::expect_clusters`].
+    fn advance(&mut self, len: usize) {
+        self.bytes_written += len as u64;
+        self.next_cluster += len as u64 / self.layout.format.cluster_size();
+        let runs = self.layout.map().runs();
+        if runs
+            .get(self.run)
+            .is_some_and(|run| self.next_cluster == run.end)
+        {
             self.run += 1;
-            if let Some(next) = self.layout.map().runs().get(self.run) {
+            if let Some(next) = runs.get(self.run) {
                 self.next_cluster = next.start;
             }
         }
-        Ok(())
     }
 
     /// Checks that every planned cluster was written, flushes, and returns the sink and
@@ -100,6 +111,19 @@ impl<W: Write> StreamingWriter<W> {
             .map_err(|e| DiskError::io("write", self.name.clone(), e))?;
         debug_assert_eq!(self.bytes_written, self.layout.file_size());
         Ok((self.sink, self.bytes_written))
+    }
+}
+
+impl<W: ChunkSink> StreamingWriter<W> {
+    /// [`Self::write_clusters`] for bytes in a shared buffer, which the sink may write
+    /// without copying them.
+    pub fn write_shared_clusters(&mut self, first_cluster: u64, data: &SharedBuffer) -> Result<()> {
+        self.expect_clusters(first_cluster, data.len())?;
+        self.sink
+            .write_shared(data, 0..data.len())
+            .map_err(|e| DiskError::io("write", self.name.clone(), e))?;
+        self.advance(data.len());
+        Ok(())
     }
 }
 
