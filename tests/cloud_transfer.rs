@@ -744,3 +744,149 @@ fn resume_continues_from_a_part_file_and_a_foreign_part_is_refused() {
     assert_eq!(run.code, Some(3), "{}", run.stdout);
     assert_no_file(&out);
 }
+
+/// Runs `imgferry ARGS --os-cloud proxied --json` through `proxy` and sends it SIGINT once
+/// the proxy has seen `method` on a path ending in `path_suffix` and a moment has passed
+/// (the transfer is then under way, slowed down by a throttle rule). Returns what it
+/// printed; asserts no password reached the output.
+fn interrupt_via_proxy(
+    clouds: &Path,
+    proxy: &FaultProxy,
+    (method, path_suffix): (&str, &str),
+    args: &[&str],
+) -> Run {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let settle = Duration::from_millis(400);
+    let mut cmd = common::imgferry();
+    clean_env(&mut cmd, common::path_str(clouds));
+    cmd.args(args)
+        .args(["--os-cloud", "proxied", "--json", "--retry-delay", "0.05"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn imgferry");
+    let started = Instant::now();
+    let mut seen_at: Option<Instant> = None;
+    while !seen_at.is_some_and(|at| at.elapsed() >= settle) {
+        if seen_at.is_none()
+            && proxy
+                .seen()
+                .iter()
+                .any(|s| s.method == method && s.path.ends_with(path_suffix))
+        {
+            seen_at = Some(Instant::now());
+        }
+        if let Some(status) = child.try_wait().expect("poll imgferry") {
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "imgferry ended ({status}) before the signal: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the proxy never saw {method} ...{path_suffix}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "kill -INT");
+    let out = child.wait_with_output().expect("wait for imgferry");
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    for password in dev_cloud().passwords() {
+        assert!(!run.stdout.contains(password) && !run.stderr.contains(password));
+    }
+    run
+}
+
+#[test]
+fn ctrl_c_keeps_a_download_part_for_resume_and_deletes_a_half_sent_upload() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    let file = raw_image(dir.path(), 8, 101);
+    let data = std::fs::read(&file).unwrap();
+    let name = cleanup.name("c1-source", "sigint-source");
+    let id = upload("c1-source", &file, &name, &[]).result()["image"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = FaultProxy::start(&glance_host_port());
+    let clouds = proxied_clouds(dir.path(), &proxy);
+    // After the first MiB, 512 KiB/s: 14 s for the rest, the signal comes long before.
+    let slow = Fault::Throttle {
+        after: 1 << 20,
+        bytes_per_second: 512 << 10,
+    };
+
+    // Download: exit 130, no FILE, FILE.part holds a true prefix of the image.
+    let out = dir.path().join("out.raw");
+    let part = dir.path().join("out.raw.part");
+    let file_path = format!("{id}/file");
+    proxy.add(Rule {
+        method: "GET",
+        path_suffix: file_path.clone(),
+        fault: slow,
+        times: 1,
+    });
+    let started = std::time::Instant::now();
+    let run = interrupt_via_proxy(
+        &clouds,
+        &proxy,
+        ("GET", &file_path),
+        &["download", &id, "-o", common::path_str(&out)],
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, Some(130), "{}{}", run.stdout, run.stderr);
+    assert!(seconds < 10.0, "the download took {seconds:.1} s to stop");
+    assert!(run.error().contains("interrupted"), "{}", run.error());
+    assert!(!out.exists());
+    let kept = std::fs::read(&part).expect("FILE.part is kept");
+    assert!(
+        !kept.is_empty() && kept.len() < data.len(),
+        "{} bytes kept",
+        kept.len()
+    );
+    assert!(kept[..] == data[..kept.len()], "FILE.part is not a prefix");
+    assert!(
+        run.error().contains(&format!("after {} bytes", kept.len())),
+        "{}",
+        run.error()
+    );
+    // --resume continues from it (the throttle rule is used up).
+    let resumed = via_proxy(
+        &clouds,
+        &["download", &id, "-o", common::path_str(&out), "--resume"],
+    );
+    assert_eq!(resumed.result()["reused_bytes"], kept.len() as u64);
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert!(!part.exists());
+
+    // Upload: exit 130, the half-created image deleted, no image of that name.
+    let name = cleanup.name("c1-source", "sigint-upload");
+    proxy.add(Rule {
+        method: "PUT",
+        path_suffix: "/file".into(),
+        fault: slow,
+        times: 1,
+    });
+    let run = {
+        let _turn = turn();
+        interrupt_via_proxy(
+            &clouds,
+            &proxy,
+            ("PUT", "/file"),
+            &["upload", common::path_str(&file), "--name", &name],
+        )
+    };
+    assert_eq!(run.code, Some(130), "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.events("upload.created").len(), 1, "{}", run.stdout);
+    let cleaned = run.events("upload.cleaned_up");
+    assert_eq!(cleaned.len(), 1, "{}{}", run.stdout, run.stderr);
+    assert!(ids_named("c1-source", &name).is_empty());
+}

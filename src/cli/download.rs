@@ -17,11 +17,12 @@ use crate::transfer::{self, DownloadOptions};
 /// Arguments of `imgferry download`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "The data goes to FILE.part and is renamed to FILE only once its size, \
-    md5 (Glance's checksum) and os_hash_value (sha512 by default) match the image's record; \
-    a mismatch removes FILE.part and exits 3. A dropped connection or a 5xx is retried with \
-    backoff and resumed where it stopped (HTTP Range). If the command is interrupted \
-    (Ctrl-C), FILE.part stays: run again with --resume to continue from it.\n\n\
+    after_help = "The data goes to FILE.part and is renamed to FILE only once its size \
+    and os_hash_value (sha512 by default; the md5 checksum when that is the only hash) match \
+    the image's record; a mismatch removes FILE.part and exits 3. A dropped connection or a 5xx is retried with \
+    backoff and resumed where it stopped (HTTP Range). Ctrl-C (or SIGTERM) stops between \
+    reads and exits 130; FILE.part keeps what arrived (it is removed if empty): run again \
+    with --resume to continue from it. A killed run leaves FILE.part the same way.\n\n\
     Example:\n  imgferry download --os-cloud prod web-01-snap -o web-01.qcow2"
 )]
 pub struct DownloadArgs {
@@ -46,6 +47,8 @@ pub struct DownloadArgs {
 
 /// Runs the command.
 pub fn run(args: DownloadArgs, output: &Output) -> Result<ExitCode, Failure> {
+    // Ctrl-C stops between reads; FILE.part keeps what arrived (exit 130).
+    crate::interrupt::install().map_err(|e| Failure::new(format!("cannot handle signals: {e}")))?;
     let mut glance = args.cloud.connect_glance(output)?;
     let image = glance.resolve(&args.image)?;
     let options = DownloadOptions {

@@ -21,9 +21,10 @@ use crate::transfer::{self, UploadMethod, UploadOptions};
 #[command(
     after_help = "The disk format is detected from the content; a declared \
     --disk-format the content contradicts is refused before anything is created. The data \
-    is hashed (md5, sha512) while it is sent, and once the image is active Glance's size, \
-    checksum and os_hash_value must equal ours (else exit 3). On any failure the \
-    half-created image is deleted, unless --keep-failed.\n\n\
+    is hashed (sha512) while it is sent, and once the image is active Glance's size and \
+    os_hash_value must equal ours (else exit 3; a Glance that records only an md5 checksum \
+    gets it computed in a second pass). On any failure, and on Ctrl-C or SIGTERM (exit \
+    130), the half-created image is deleted, unless --keep-failed.\n\n\
     Example:\n  imgferry upload --os-cloud prod web-01.qcow2 --name web-01 --property hw_disk_bus=scsi"
 )]
 pub struct UploadArgs {
@@ -95,6 +96,8 @@ pub fn run(args: UploadArgs, output: &Output) -> Result<ExitCode, Failure> {
     options.keep_failed = args.keep_failed;
     options.retry = args.retry.policy();
 
+    // Ctrl-C stops the sending and deletes the half-created image (exit 130).
+    crate::interrupt::install().map_err(|e| Failure::new(format!("cannot handle signals: {e}")))?;
     let mut glance = args.cloud.connect_glance(output)?;
     let done = transfer::upload(&mut glance, &args.file, &options, &output.reporter())?;
     let secs = done.elapsed.as_secs_f64().max(1e-9);

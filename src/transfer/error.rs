@@ -1,8 +1,8 @@
 //! [`TransferError`]: what can go wrong moving image data to or from Glance.
 //!
 //! Each variant names the image (id), the file and, for verification, the digest that
-//! differed with both values. A verification failure (digest or size) maps to exit code 3;
-//! everything else to 1. No variant carries a token or a password: cloud errors come from
+//! differed with both values. A verification failure (digest or size) maps to exit code 3,
+//! an interruption (SIGINT, SIGTERM) to 130, everything else to 1. No variant carries a token or a password: cloud errors come from
 //! the `cloud` layer, which strips them.
 
 use std::path::PathBuf;
@@ -87,8 +87,16 @@ pub enum TransferError {
         theirs: String,
         ours: String,
     },
-    #[error("interrupted")]
-    Interrupted,
+    /// SIGINT or SIGTERM during a download: the bytes received stay in the part file.
+    #[error("download of image {image} interrupted (SIGINT or SIGTERM) after {bytes} bytes; {} keeps them", part.display())]
+    DownloadInterrupted {
+        image: String,
+        part: PathBuf,
+        bytes: u64,
+    },
+    /// SIGINT or SIGTERM with nothing to keep (an upload; a download before any byte).
+    #[error("interrupted (SIGINT or SIGTERM)")]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     #[error(transparent)]
     Hash(#[from] crate::hash::HashError),
 }
@@ -136,6 +144,7 @@ impl TransferError {
             _ if self.is_verification_failure() => ExitCode::VerificationFailed,
             Self::Cloud(e) => e.exit_code(),
             Self::Hash(e) => e.exit_code(),
+            Self::DownloadInterrupted { .. } | Self::Interrupted(_) => ExitCode::Interrupted,
             _ => ExitCode::Failure,
         }
     }
@@ -161,6 +170,9 @@ impl TransferError {
                 "declare the format the file really holds (--disk-format), or convert it first (`imgferry convert`)".into(),
             ),
             Self::ImportNotOffered { .. } => Some("use --method put".into()),
+            Self::DownloadInterrupted { .. } => Some(
+                "`imgferry download --resume` continues from the part file (a re-run of `migrate` does so by itself); delete it to start over".into(),
+            ),
             Self::ImageFailed { .. } | Self::ActiveTimeout { .. } | Self::UploadMismatch { .. } => {
                 Some("the half-created image was deleted unless --keep-failed was given".into())
             }

@@ -18,6 +18,7 @@ mod download;
 mod error;
 mod retry;
 mod sparse;
+mod stop;
 mod upload;
 
 pub use download::{download, part_path, DownloadOptions, Downloaded};

@@ -89,13 +89,14 @@ pub fn download(
         .ensure_valid_for(Duration::from_secs(size / (20 << 20) + 60))?;
 
     let part = part_path(destination);
-    let mut state = Stream::open(&part, &expected, options.resume_partial)?;
+    let mut state = Stream::open(&part, &expected, options.resume_partial)
+        .map_err(|e| after_stop(e, &part, &image.id))?;
     let progress = reporter.start_progress("download", image.size);
     progress.advance(state.written);
     let reused_bytes = state.written;
     let result = state.run(glance, image, &options.retry, &*progress, reporter);
     progress.finish();
-    let counts = result?;
+    let counts = result.map_err(|e| after_stop(e, &part, &image.id))?;
 
     let written = state.written;
     let file = state.file;
@@ -127,6 +128,26 @@ pub fn download(
     };
     reporter.event(downloaded_event(&downloaded));
     Ok(downloaded)
+}
+
+/// What a stop request (SIGINT, SIGTERM) leaves: a part file holding bytes stays for
+/// `--resume` (which re-hashes it, and the final check covers the whole file anyway, so
+/// it is not synced here: the process should end promptly); an empty one is removed.
+/// Other errors pass through unchanged.
+fn after_stop(error: TransferError, part: &Path, image: &str) -> TransferError {
+    if !matches!(error, TransferError::Interrupted(_)) {
+        return error;
+    }
+    let bytes = std::fs::metadata(part).map_or(0, |m| m.len());
+    if bytes == 0 {
+        let _ = std::fs::remove_file(part);
+        return error;
+    }
+    TransferError::DownloadInterrupted {
+        image: image.to_owned(),
+        part: part.to_owned(),
+        bytes,
+    }
 }
 
 fn check_downloadable(image: &Image) -> Result<(), TransferError> {

@@ -17,6 +17,7 @@ use crate::hash::{HashPlan, MultiHasher};
 use crate::report::{Event, Progress, Reporter};
 use crate::transfer::retry::{is_transient, RetryPolicy};
 use crate::transfer::sparse::SparseWriter;
+use crate::transfer::stop::{pause, StopReader};
 use crate::transfer::{TransferError, BUFFER_SIZE};
 
 /// How often the stream continued or started over.
@@ -52,10 +53,13 @@ impl Stream {
         let mut hasher = MultiHasher::new(&expected.plan)?;
         let mut written = 0;
         if resume {
-            let mut reader = io::BufReader::with_capacity(BUFFER_SIZE, &file);
-            written = hasher
-                .read_from(&mut reader, &NoProgress)
-                .map_err(|e| TransferError::io("read", part, e))?;
+            let mut reader = StopReader(io::BufReader::with_capacity(BUFFER_SIZE, &file));
+            written = hasher.read_from(&mut reader, &NoProgress).map_err(|e| {
+                match crate::interrupt::check() {
+                    Err(stop) => TransferError::from(stop),
+                    Ok(()) => TransferError::io("read", part, e),
+                }
+            })?;
             if expected.size.is_some_and(|size| written > size) {
                 file.set_len(0)
                     .map_err(|e| TransferError::io("truncate", part, e))?;
@@ -200,22 +204,25 @@ impl Stream {
                 .with("attempt", failures + 1)
                 .with("reason", failure.clone()),
             );
-            std::thread::sleep(delay);
+            pause(delay)?;
         }
     }
 
     /// Copies the body to the file and the hasher until it ends. `Ok(None)`: the body
     /// ended where it should; `Ok(Some(reason))`: it broke off (retry from `written`).
+    /// A stop request ends it between reads: what arrived is written, the file's length
+    /// set to it, and `Err(Interrupted)` returned.
     fn pump(
         &mut self,
-        mut body: Box<dyn Read + Send>,
+        body: Box<dyn Read + Send>,
         end: Option<u64>,
         buffer: &mut [u8],
         progress: &dyn Progress,
     ) -> Result<Option<String>, TransferError> {
         let writer = SparseWriter::new(&self.file);
+        let mut body = StopReader(body);
         loop {
-            let (filled, error) = fill(&mut *body, buffer);
+            let (filled, error) = fill(&mut body, buffer);
             if filled > 0 {
                 let data = &buffer[..filled];
                 writer
@@ -226,6 +233,12 @@ impl Stream {
                 progress.advance(filled as u64);
             }
             if let Some(error) = error {
+                if let Err(stop) = crate::interrupt::check() {
+                    writer
+                        .finish(self.written)
+                        .map_err(|e| TransferError::io("set the length of", &self.path, e))?;
+                    return Err(stop.into());
+                }
                 return Ok(Some(format!(
                     "the connection broke at byte {}: {error}",
                     self.written

@@ -1,7 +1,8 @@
 //! One upload into a record that exists: send the data (retried from byte 0 on transient
 //! failures, re-authenticated once on a 401), hash it on another thread as it is read,
 //! start the import for glance-direct, wait for `active`, and on failure delete the
-//! record (unless `keep_failed`).
+//! record (unless `keep_failed`). A stop request (SIGINT, SIGTERM) ends the sending, a
+//! retry wait or the wait for `active` and is such a failure: the record is deleted.
 //!
 //! Owns that sequence. Must not: create the record or decide the format (that is
 //! [`super`]), or judge the record's digests (that is [`super::verify`]).
@@ -19,6 +20,7 @@ use crate::cloud::CloudError;
 use crate::hash::{hash_file, Algorithm, Digest, HashPlan, MultiHasher};
 use crate::report::{Event, Progress, Reporter};
 use crate::transfer::retry::is_transient;
+use crate::transfer::stop::{pause, StopReader};
 use crate::transfer::{TransferError, BUFFER_SIZE};
 
 /// Retries of the clean-up DELETE after a failed upload, whatever `--retries` says.
@@ -75,7 +77,7 @@ impl Job<'_> {
                 .map_err(|e| TransferError::io("rewind", self.path, e))?;
             let progress = self.reporter.start_progress("upload", Some(self.length));
             let mut hashing = HashingReader {
-                inner: BufReader::with_capacity(BUFFER_SIZE, reader),
+                inner: StopReader(BufReader::with_capacity(BUFFER_SIZE, reader)),
                 hasher: MultiHasher::new(&HashPlan {
                     whole: vec![Algorithm::Sha512],
                     chunks: None,
@@ -87,6 +89,8 @@ impl Job<'_> {
                 .glance
                 .put_data(&self.id, target, &mut hashing, self.length);
             progress.finish();
+            // A stop request fails the body's next read: that is not a broken connection.
+            crate::interrupt::check()?;
             let error = match result {
                 Ok(()) if hashing.sent == self.length => {
                     return Ok((hashing.hasher.finish()?.whole, attempt))
@@ -133,14 +137,14 @@ impl Job<'_> {
                 .with("attempt", failures + 1)
                 .with("reason", error.to_string()),
             );
-            std::thread::sleep(delay);
+            pause(delay)?;
         }
     }
 
     /// Polls the record until `active`, a failed state, or the timeout.
     fn wait_active(&mut self) -> Result<Image, TransferError> {
         let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
+        let mut interval = Duration::from_millis(100);
         loop {
             let image = self.glance.show(&self.id)?;
             match image.status.as_str() {
@@ -174,8 +178,8 @@ impl Job<'_> {
                     waited,
                 });
             }
-            std::thread::sleep(pause.min(self.options.active_timeout.saturating_sub(waited)));
-            pause = (pause * 2).min(Duration::from_secs(2));
+            pause(interval.min(self.options.active_timeout.saturating_sub(waited)))?;
+            interval = (interval * 2).min(Duration::from_secs(2));
         }
     }
     /// Deletes the half-created image (unless `keep_failed`), saying what happened.
