@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use imgferry::cloud::config::{CloudCatalog, ConfigEnv};
 use imgferry::cloud::glance::{Glance, ListFilter};
-use imgferry::cloud::keystone::{Session, SessionOptions};
+use imgferry::cloud::keystone::{Session, SessionOptions, REFRESH_MARGIN};
 use imgferry::cloud::CloudError;
 use imgferry::report::SilentReporter;
 use serde_json::Value;
@@ -502,6 +502,7 @@ fn listing_follows_pagination_and_tokens_are_renewed() {
         .session_mut()
         .ensure_valid_for(Duration::from_secs(24 * 3600))
         .unwrap();
+    assert_eq!(glance.session().renewals(), 1);
     assert!(glance.session().token().expires_at.unwrap() >= before);
     let named = glance
         .list(&ListFilter {
@@ -524,6 +525,55 @@ fn listing_follows_pagination_and_tokens_are_renewed() {
         "figure: token issue {token_ms} ms; list of {} images {list_ms} ms",
         all.len()
     );
+}
+
+/// The real Keystone issues tokens for an hour (scripts/dev-cloud); rather than wait for
+/// one to near its end, the work ahead is made longer than what is left of it.
+#[test]
+fn a_token_is_renewed_ahead_of_expiry_only_when_it_would_not_outlive_the_work() {
+    let dev = dev_cloud();
+    let env = ConfigEnv::new(
+        [(
+            "OS_CLIENT_CONFIG_FILE".to_owned(),
+            dev.clouds_yaml().to_owned(),
+        )],
+        None,
+        None,
+    );
+    let config = CloudCatalog::load(&env)
+        .unwrap()
+        .select(Some("c1-source"))
+        .unwrap();
+    let mut session =
+        Session::connect(&config, &SessionOptions::default(), &SilentReporter).unwrap();
+    let left = session
+        .token()
+        .remaining()
+        .expect("Keystone sent expires_at");
+    let slack = Duration::from_secs(120);
+    assert!(
+        left > REFRESH_MARGIN + slack * 2,
+        "the dev cloud's tokens live {left:?}"
+    );
+
+    // Work the token outlives, margin included: no new token.
+    session.ensure_valid_for(Duration::ZERO).unwrap();
+    session
+        .ensure_valid_for(left - REFRESH_MARGIN - slack)
+        .unwrap();
+    assert_eq!(session.renewals(), 0);
+
+    // Work that would end inside the margin: renewed before it starts.
+    let expires_at = session.token().expires_at.unwrap();
+    session
+        .ensure_valid_for(left - REFRESH_MARGIN + slack)
+        .unwrap();
+    assert_eq!(session.renewals(), 1);
+    assert!(session.token().expires_at.unwrap() >= expires_at);
+    // The new token works.
+    let mut glance = Glance::connect(session).unwrap();
+    glance.list(&ListFilter::default()).unwrap();
+    assert_eq!(glance.session().renewals(), 1);
 }
 
 #[test]

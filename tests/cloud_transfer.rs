@@ -767,7 +767,7 @@ fn interrupt_via_proxy(
     let mut child = cmd.spawn().expect("spawn imgferry");
     let started = Instant::now();
     let mut seen_at: Option<Instant> = None;
-    while !seen_at.is_some_and(|at| at.elapsed() >= settle) {
+    while seen_at.is_none_or(|at| at.elapsed() < settle) {
         if seen_at.is_none()
             && proxy
                 .seen()
@@ -889,4 +889,108 @@ fn ctrl_c_keeps_a_download_part_for_resume_and_deletes_a_half_sent_upload() {
     let cleaned = run.events("upload.cleaned_up");
     assert_eq!(cleaned.len(), 1, "{}{}", run.stdout, run.stderr);
     assert!(ids_named("c1-source", &name).is_empty());
+}
+
+/// The requests `proxy` saw since `from` with this method and path ending.
+fn seen_since(
+    proxy: &FaultProxy,
+    from: usize,
+    method: &str,
+    suffix: &str,
+) -> Vec<common::fault_proxy::Seen> {
+    proxy.seen()[from..]
+        .iter()
+        .filter(|s| s.method == method && s.path.split('?').next().unwrap().ends_with(suffix))
+        .cloned()
+        .collect()
+}
+
+/// Asserts `requests` are one refused for its (replaced) token and one replay carrying a
+/// new token.
+fn assert_one_replay_with_a_new_token(requests: &[common::fault_proxy::Seen], what: &str) {
+    assert_eq!(requests.len(), 2, "{what}: {requests:?}");
+    assert_eq!(requests[0].fault, Some(Fault::InvalidToken), "{what}");
+    assert_eq!(requests[1].fault, None, "{what}");
+    assert!(requests[0].token_fingerprint.is_some(), "{what}");
+    assert_ne!(
+        requests[0].token_fingerprint, requests[1].token_fingerprint,
+        "{what}: the replay carried the same token"
+    );
+}
+
+#[test]
+fn a_401_gets_one_new_token_and_one_replay() {
+    let dir = common::tempdir();
+    let mut cleanup = Cleanup::new();
+    // Small enough that the whole upload body is buffered before Glance answers.
+    let file = raw_image(dir.path(), 1, 111);
+    let data = std::fs::read(&file).unwrap();
+    let name = cleanup.name("c1-source", "token-source");
+    let id = upload("c1-source", &file, &name, &[]).result()["image"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = FaultProxy::start(&glance_host_port());
+    let clouds = proxied_clouds(dir.path(), &proxy);
+    let out = dir.path().join("out.raw");
+    let record = format!("/v2/images/{id}");
+    let data_path = format!("{id}/file");
+
+    // The real Glance refuses the record lookup and the data request once each (the
+    // token the proxy substitutes is not Keystone's): both are replayed with a new token.
+    for suffix in [&record, &data_path] {
+        proxy.add(Rule {
+            method: "GET",
+            path_suffix: suffix.clone(),
+            fault: Fault::InvalidToken,
+            times: 1,
+        });
+    }
+    let from = proxy.seen().len();
+    let run = via_proxy(&clouds, &["download", &id, "-o", common::path_str(&out)]);
+    run.result();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert_one_replay_with_a_new_token(&seen_since(&proxy, from, "GET", &record), "show");
+    assert_one_replay_with_a_new_token(&seen_since(&proxy, from, "GET", &data_path), "data");
+    std::fs::remove_file(&out).unwrap();
+
+    // Refused twice: replayed once only, then a clear error naming the 401; nothing left.
+    proxy.add(Rule {
+        method: "GET",
+        path_suffix: data_path.clone(),
+        fault: Fault::InvalidToken,
+        times: 2,
+    });
+    let from = proxy.seen().len();
+    let run = via_proxy(&clouds, &["download", &id, "-o", common::path_str(&out)]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.error().contains("401"), "{}", run.error());
+    assert_eq!(seen_since(&proxy, from, "GET", &data_path).len(), 2);
+    assert_no_file(&out);
+
+    // An upload's PUT refused once: a new token, the data sent again, verified.
+    let name = cleanup.name("c1-source", "token-upload");
+    proxy.add(Rule {
+        method: "PUT",
+        path_suffix: "/file".into(),
+        fault: Fault::InvalidToken,
+        times: 1,
+    });
+    let from = proxy.seen().len();
+    let run = {
+        let _turn = turn();
+        via_proxy(
+            &clouds,
+            &["upload", common::path_str(&file), "--name", &name],
+        )
+    };
+    let result = run.result();
+    assert!(
+        result["verified"]
+            .as_array()
+            .unwrap()
+            .contains(&"os_hash_value".into()),
+        "{result}"
+    );
+    assert_one_replay_with_a_new_token(&seen_since(&proxy, from, "PUT", "/file"), "upload");
 }

@@ -3,8 +3,10 @@
 //! It forwards each request to the real Glance (one request per connection: it asks both
 //! sides for `Connection: close`) and, when a [`Rule`] matches the request's method and
 //! path, injects one fault: flip one byte of the response body, close the connection
-//! after N response (or request) body bytes, answer 503 without forwarding, or slow both
-//! bodies down (so a test can kill a client mid-transfer). A request body the client cuts
+//! after N response (or request) body bytes, answer 503 without forwarding, slow both
+//! bodies down (so a test can kill a client mid-transfer), or forward the request with
+//! its token replaced by an invalid one (so the real Glance answers 401, as it does to an
+//! expired or revoked token). A request body the client cuts
 //! short is cut short towards Glance too, as a direct connection would be. Threads and
 //! std sockets only; no part of Glance is imitated.
 
@@ -27,7 +29,12 @@ pub enum Fault {
     /// Forward the first `after` bytes of the request and response bodies at full
     /// speed, the rest at about `bytes_per_second`.
     Throttle { after: u64, bytes_per_second: u64 },
+    /// Forward the request with `X-Auth-Token` replaced by a token Keystone never issued.
+    InvalidToken,
 }
+
+/// What replaces the client's token under [`Fault::InvalidToken`].
+const INVALID_TOKEN: &str = "gAAAAABinvalid-token-injected-by-the-test-proxy";
 
 /// Bytes forwarded per step while throttling.
 const THROTTLE_STEP: u64 = 16 * 1024;
@@ -62,13 +69,23 @@ pub struct Rule {
     pub times: u32,
 }
 
-/// One request seen by the proxy: `METHOD PATH` plus its `Range` header, if any.
+/// One request seen by the proxy: `METHOD PATH` plus its `Range` header, if any, and a
+/// fingerprint of the token the client sent (the token itself is not kept).
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: String,
     pub path: String,
     pub range: Option<String>,
     pub fault: Option<Fault>,
+    /// A hash of the client's `X-Auth-Token`: equal for the same token, else different.
+    pub token_fingerprint: Option<u64>,
+}
+
+fn fingerprint(token: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[derive(Default)]
@@ -156,6 +173,7 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
             path: path.clone(),
             range: header("range"),
             fault,
+            token_fingerprint: header("x-auth-token").as_deref().map(fingerprint),
         });
         fault
     };
@@ -179,7 +197,9 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
     let mut server = TcpStream::connect(upstream)?;
     let mut forwarded = format!("{request_line}\r\n");
     for (k, v) in &headers {
-        if !k.eq_ignore_ascii_case("connection") {
+        if k.eq_ignore_ascii_case("x-auth-token") && fault == Some(Fault::InvalidToken) {
+            forwarded.push_str(&format!("{k}: {INVALID_TOKEN}\r\n"));
+        } else if !k.eq_ignore_ascii_case("connection") {
             forwarded.push_str(&format!("{k}: {v}\r\n"));
         }
     }

@@ -45,6 +45,8 @@ pub struct Session {
     region: Option<String>,
     image_endpoint_override: Option<Url>,
     token: Token,
+    /// Tokens issued after the first (ahead of expiry, or after a 401).
+    renewals: u32,
 }
 
 impl Session {
@@ -102,6 +104,7 @@ impl Session {
             region: config.region_name.clone(),
             image_endpoint_override: config.image_endpoint_override.clone(),
             token,
+            renewals: 0,
         };
         reporter.event(session.token_event("cloud.authenticated"));
         Ok(session)
@@ -125,6 +128,12 @@ impl Session {
         }
     }
 
+    /// How many tokens the session issued after its first one: renewals ahead of expiry
+    /// ([`Session::ensure_valid_for`]) and after a 401.
+    pub fn renewals(&self) -> u32 {
+        self.renewals
+    }
+
     /// Issues a new token with the same credentials and scope.
     pub fn reauthenticate(&mut self) -> Result<(), CloudError> {
         self.token = token::issue(
@@ -134,6 +143,7 @@ impl Session {
             &self.method,
             &self.scope,
         )?;
+        self.renewals = self.renewals.saturating_add(1);
         Ok(())
     }
 

@@ -90,13 +90,13 @@ pub fn download(
 
     let part = part_path(destination);
     let mut state = Stream::open(&part, &expected, options.resume_partial)
-        .map_err(|e| after_stop(e, &part, &image.id))?;
+        .map_err(|e| after_failure(e, &part, &image.id))?;
     let progress = reporter.start_progress("download", image.size);
     progress.advance(state.written);
     let reused_bytes = state.written;
     let result = state.run(glance, image, &options.retry, &*progress, reporter);
     progress.finish();
-    let counts = result.map_err(|e| after_stop(e, &part, &image.id))?;
+    let counts = result.map_err(|e| after_failure(e, &part, &image.id))?;
 
     let written = state.written;
     let file = state.file;
@@ -130,17 +130,17 @@ pub fn download(
     Ok(downloaded)
 }
 
-/// What a stop request (SIGINT, SIGTERM) leaves: a part file holding bytes stays for
-/// `--resume` (which re-hashes it, and the final check covers the whole file anyway, so
-/// it is not synced here: the process should end promptly); an empty one is removed.
-/// Other errors pass through unchanged.
-fn after_stop(error: TransferError, part: &Path, image: &str) -> TransferError {
-    if !matches!(error, TransferError::Interrupted(_)) {
-        return error;
-    }
+/// What a failure or a stop request (SIGINT, SIGTERM) leaves: a part file holding bytes
+/// stays for `--resume` (which re-hashes it, and the final check covers the whole file
+/// anyway, so it is not synced here: the process should end promptly), and a stop then
+/// says how many bytes it keeps; an empty part file is removed.
+fn after_failure(error: TransferError, part: &Path, image: &str) -> TransferError {
     let bytes = std::fs::metadata(part).map_or(0, |m| m.len());
     if bytes == 0 {
         let _ = std::fs::remove_file(part);
+        return error;
+    }
+    if !matches!(error, TransferError::Interrupted(_)) {
         return error;
     }
     TransferError::DownloadInterrupted {
