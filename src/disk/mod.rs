@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod info;
 pub mod open;
 pub mod output;
+pub mod patch;
 pub mod qcow2;
 pub mod raw;
 pub mod write_queue;

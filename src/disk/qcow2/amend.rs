@@ -22,7 +22,7 @@
 
 mod downgrade;
 mod header_update;
-mod writes;
+pub(crate) mod writes;
 mod zeros;
 
 use std::path::Path;
