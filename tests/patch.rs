@@ -359,3 +359,25 @@ fn unsupported_images_are_refused_unchanged() {
     qcow2_bytes::set_refcount16(&damaged, data_cluster / 65536, 0);
     assert_refused(&damaged, "check finds corruption");
 }
+
+#[test]
+fn a_damaged_compressed_cluster_stops_the_patch_before_any_write() {
+    let dir = tempdir();
+    let io = ["write -P 2 0 64k", "write -c -P 0x11 128k 64k"];
+    let image = qcow2(dir.path(), "bad.qcow2", "", "1M", &io);
+    let l2 = qcow2_bytes::tables(&image).first_l2_offset;
+    let entry = qcow2_bytes::read_be(&image, l2 + 16, 8);
+    assert!(entry & (1 << 62) != 0, "cluster 2 is compressed");
+    let host = entry & ((1 << 54) - 1); // 64 KiB clusters: 54 offset bits
+    qcow2_bytes::write_be(&image, host, 0xdead_beef_dead_beef, 8);
+    let before = file_bytes(&image);
+    // An in-place write (cluster 0) and a new cluster (1) come first in guest order.
+    let writes = vec![
+        write(10, 10, 1),
+        write(65536 + 5, 10, 2),
+        write(131_072 + 10, 10, 3),
+    ];
+    let err = apply(&image, &writes).expect_err("damaged compressed data accepted");
+    assert!(matches!(err, DiskError::Malformed { .. }), "{err:?}");
+    assert!(file_bytes(&image) == before, "the file changed");
+}

@@ -182,3 +182,107 @@ pub fn plan_refcounts(
         "could not size a refcount table for the new clusters",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::qcow2::refcount::set_refcount;
+    use crate::disk::qcow2::{CompressionType, Header};
+    use crate::disk::{MemorySource, ReadAt};
+
+    /// 512-byte clusters, 64-bit refcounts (64 per block): header, a one-cluster
+    /// refcount table (64 entries, so 4096 clusters) at 512, its only block at 1024.
+    /// Clusters 0-2 are in use and the file ends there; cluster 5, past the end, has a
+    /// stray refcount.
+    fn image() -> (MemorySource, Header) {
+        let mut bytes = vec![0u8; 1536];
+        bytes[512..520].copy_from_slice(&1024u64.to_be_bytes());
+        let mut block = vec![0u8; 512];
+        for cluster in [0, 1, 2, 5] {
+            set_refcount(&mut block, cluster, 6, 1);
+        }
+        bytes[1024..].copy_from_slice(&block);
+        let header = Header {
+            version: 3,
+            backing_file_offset: 0,
+            backing_file_size: 0,
+            cluster_bits: 9,
+            size: 1 << 20,
+            crypt_method: 0,
+            l1_size: 0,
+            l1_table_offset: 0,
+            refcount_table_offset: 512,
+            refcount_table_clusters: 1,
+            nb_snapshots: 0,
+            snapshots_offset: 0,
+            incompatible_features: 0,
+            compatible_features: 0,
+            autoclear_features: 0,
+            refcount_order: 6,
+            header_length: 112,
+            compression_type: CompressionType::Zlib,
+            extensions: Vec::new(),
+            backing_file: None,
+        };
+        (MemorySource::new(bytes, "mem"), header)
+    }
+
+    #[test]
+    fn allocation_starts_past_the_file_and_skips_clusters_in_use() {
+        let (source, header) = image();
+        let path = Path::new("mem");
+        let table = RefcountTable::read(&source, path, &header).unwrap();
+        let mut stored = StoredRefcounts::new(&source, path, &table);
+        let mut alloc = Allocator::new(source.size(), 9);
+        assert_eq!(alloc.take(&mut stored, path).unwrap(), 3);
+        assert_eq!(
+            alloc.take_run(&mut stored, path, 2).unwrap(),
+            6,
+            "5 is in use"
+        );
+        assert_eq!(alloc.take(&mut stored, path).unwrap(), 8);
+    }
+
+    #[test]
+    fn new_blocks_cover_themselves_and_a_full_table_grows() {
+        let (source, header) = image();
+        let path = Path::new("mem");
+        let table = RefcountTable::read(&source, path, &header).unwrap();
+        let mut stored = StoredRefcounts::new(&source, path, &table);
+        // Clusters 3..70 need block 1 (64..127), which lands at 70 and covers itself.
+        let mut alloc = Allocator::new(source.size(), 9);
+        let clusters: Vec<u64> = (0..66)
+            .map(|_| alloc.take(&mut stored, path).unwrap())
+            .collect();
+        assert_eq!(clusters.last(), Some(&69), "5 skipped");
+        let plan = plan_refcounts(&table, &mut stored, path, alloc, &clusters).unwrap();
+        assert_eq!(plan.new_blocks, BTreeMap::from([(1, 70)]));
+        assert_eq!(plan.new_table, None);
+        assert_eq!(plan.allocated.len(), 67);
+        // 4100 clusters run past what 64 table entries can point at (4096 clusters).
+        let mut alloc = Allocator::new(source.size(), 9);
+        let clusters: Vec<u64> = (0..4100)
+            .map(|_| alloc.take(&mut stored, path).unwrap())
+            .collect();
+        let plan = plan_refcounts(&table, &mut stored, path, alloc, &clusters).unwrap();
+        let new = plan.new_table.expect("the table grows");
+        assert!(new.clusters >= 2, "{new:?}");
+        let last = plan.allocated.last().copied().unwrap();
+        let entries = new.clusters * 512 / 8;
+        assert!(last / 64 < entries, "the new table points at every block");
+        for cluster in &plan.allocated {
+            let index = cluster / 64;
+            assert!(
+                index == 0 || plan.new_blocks.contains_key(&index),
+                "{cluster} uncovered"
+            );
+        }
+        let mut sorted = plan.allocated.clone();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            plan.allocated.len(),
+            "no cluster allocated twice"
+        );
+    }
+}

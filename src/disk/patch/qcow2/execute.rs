@@ -1,8 +1,10 @@
 //! Carrying out a qcow2 patch plan, in qcow2's crash-safe order.
 //!
-//! 1. Guest data (in-place overwrites, filled preallocated clusters, new clusters) and
-//!    metadata nothing points at yet (new and copied L2 tables, new refcount blocks, a
-//!    new refcount table); sync.
+//! 1. Guest data and metadata nothing points at yet: new clusters (old content read and
+//!    inflated here, so a damaged compressed cluster stops the patch before anything
+//!    visible changed), filled preallocated clusters, new and copied L2 tables, new
+//!    refcount blocks, a new refcount table; then, last, the in-place overwrites (the
+//!    first writes a reader of the image can see); sync.
 //! 2. Refcounts: the new clusters' refcounts in existing blocks, then the new blocks
 //!    linked into the refcount table, or the header switched to the new table in one
 //!    12-byte write; sync.
@@ -16,7 +18,8 @@
 use std::path::Path;
 
 use super::alloc::RefcountPlan;
-use super::plan::{Action, ClusterStep, Plan, TableKind, TableStep};
+use super::plan::{Action, ClusterStep, OldContent, Plan, TableKind, TableStep};
+use crate::disk::patch::writes::ClusterPatch;
 use crate::disk::patch::PatchReport;
 use crate::disk::qcow2::amend::writes::ImageWriter;
 use crate::disk::qcow2::entries::L1Entry;
@@ -43,13 +46,17 @@ pub fn execute(
     refcounts: &RefcountPlan,
     report: &mut PatchReport,
 ) -> Result<()> {
-    for step in &plan.clusters {
+    let in_place = |step: &&ClusterStep<'_>| matches!(step.action, Action::InPlace { .. });
+    for step in plan.clusters.iter().filter(|step| !in_place(step)) {
         write_cluster(target, step, report)?;
     }
     for table in &plan.tables {
         write_unlinked_table(target, table, report)?;
     }
     write_new_refcount_structures(target, refcounts)?;
+    for step in plan.clusters.iter().filter(in_place) {
+        write_cluster(target, step, report)?;
+    }
     target.writer.sync()?;
     write_refcounts(target, refcounts)?;
     target.writer.sync()?;
@@ -90,14 +97,10 @@ fn write_cluster(
             target.writer.write_at(&buf, host, "guest data")?;
             report.preallocated_filled += 1;
         }
-        Action::Allocate { cluster, read_old } => {
+        Action::Allocate { cluster, old } => {
             let mut buf = vec![0u8; cluster_size];
-            let guest_start = patch.cluster << header.cluster_bits;
-            // The last cluster of a disk whose size is not a multiple of the cluster size
-            // is only partly inside the disk.
-            let inside = (header.size - guest_start).min(cluster_size as u64) as usize;
-            if read_old && !patch.covers(0, inside) {
-                target.reader.read_at(&mut buf[..inside], guest_start)?;
+            if old != OldContent::Zeros {
+                read_old_content(target.reader, header, patch, &mut buf)?;
             }
             patch.lay_over(&mut buf, 0);
             target
@@ -107,6 +110,24 @@ fn write_cluster(
         }
     }
     Ok(())
+}
+
+/// Fills `buf` (one cluster) with the guest cluster's current content, unless the patch
+/// overwrites all of it.
+pub fn read_old_content(
+    reader: &Qcow2Image,
+    header: &Header,
+    patch: &ClusterPatch<'_>,
+    buf: &mut [u8],
+) -> Result<()> {
+    let guest_start = patch.cluster << header.cluster_bits;
+    // The last cluster of a disk whose size is not a multiple of the cluster size is
+    // only partly inside the disk.
+    let inside = (header.size - guest_start).min(buf.len() as u64) as usize;
+    if patch.covers(0, inside) {
+        return Ok(());
+    }
+    reader.read_at(&mut buf[..inside], guest_start)
 }
 
 /// Writes a new or copied L2 table to its new cluster (nothing points at it yet).

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use self::alloc::{plan_refcounts, Allocator};
-use self::execute::{execute, Target};
+use self::execute::{execute, read_old_content, Target};
 use self::plan::Context;
 use super::writes::GuestWrites;
 use super::{GuestWrite, PatchOptions, PatchReport};
@@ -79,6 +79,7 @@ pub fn apply(
         &mut alloc,
     )?;
     let refcounts = plan_refcounts(&table, &mut stored, path, alloc, &plan.allocated)?;
+    inflate_compressed(&reader, &header, &plan)?;
     report.refcount_blocks_allocated = refcounts.new_blocks.len() as u64;
     report.refcount_table_grown = refcounts.new_table.is_some();
     let mut target = Target {
@@ -92,6 +93,22 @@ pub fn apply(
     let done = execute(&mut target, &plan, &refcounts, &mut report);
     report.writes = writer.writes();
     done.map(|()| report)
+}
+
+/// Inflates every compressed cluster the patch replaces (and discards the result), so a
+/// damaged one stops the patch before anything is written, not halfway.
+fn inflate_compressed(reader: &Qcow2Image, header: &Header, plan: &plan::Plan<'_>) -> Result<()> {
+    let mut buf = vec![0u8; header.cluster_size() as usize];
+    for step in &plan.clusters {
+        if let plan::Action::Allocate {
+            old: plan::OldContent::Compressed,
+            ..
+        } = step.action
+        {
+            read_old_content(reader, header, &step.patch, &mut buf)?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses images whose guest content or metadata a patch cannot keep correct.

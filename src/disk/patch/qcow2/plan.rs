@@ -27,9 +27,19 @@ pub enum Action {
     /// Write the whole cluster (zeros and the new bytes) into the host cluster a
     /// preallocated zero cluster reserves, then point the L2 entry at it as data.
     FillPreallocated { host: u64 },
-    /// Write the whole cluster into a new host cluster (index); `read_old` says whether
-    /// the old content must be read (data or compressed) or is all zeros.
-    Allocate { cluster: u64, read_old: bool },
+    /// Write the whole cluster into a new host cluster (index), over its old content.
+    Allocate { cluster: u64, old: OldContent },
+}
+
+/// Where the old content of a cluster given a new host cluster comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldContent {
+    /// Unallocated or zero: nothing to read.
+    Zeros,
+    /// A data cluster (shared with a snapshot).
+    Data,
+    /// A compressed cluster, to be inflated.
+    Compressed,
 }
 
 /// One guest cluster's patch and what to do with it.
@@ -198,12 +208,13 @@ fn plan_table<'a>(
         let action = match action {
             Some(action) => action,
             None => {
-                let read_old = matches!(
-                    mapping,
-                    L2Mapping::Standard { .. } | L2Mapping::Compressed { .. }
-                );
+                let old = match mapping {
+                    L2Mapping::Standard { .. } => OldContent::Data,
+                    L2Mapping::Compressed { .. } => OldContent::Compressed,
+                    L2Mapping::Zero { .. } | L2Mapping::Unallocated => OldContent::Zeros,
+                };
                 let cluster = take(ctx, alloc, stored, plan)?;
-                Action::Allocate { cluster, read_old }
+                Action::Allocate { cluster, old }
             }
         };
         match action {
@@ -242,6 +253,15 @@ fn own_or_copy(
         return Err(bad(
             ctx,
             format!("host offset {host_offset:#x} is not cluster-aligned"),
+        ));
+    }
+    if host_offset
+        .checked_add(1 << bits)
+        .is_none_or(|end| end > ctx.source.size())
+    {
+        return Err(bad(
+            ctx,
+            format!("host cluster at {host_offset:#x} lies past the end of the file"),
         ));
     }
     let refcount = refcount_of(ctx, stored, host_offset >> bits)?;
