@@ -2,8 +2,9 @@
 //! fixtures without an appliance, compared with what libguestfs inspection recorded
 //! for them (`NAME.json`, written by scripts/make-fixtures from `inspect_os`);
 //! confinement of symlinks that try to escape the guest (the read-side checks of
-//! tests/sysprep_safety.rs, on a guest made by mke2fs -d); and writes refused, leaving
-//! the image byte-identical, while the backend cannot write yet.
+//! tests/sysprep_safety.rs, on a guest made by mke2fs -d); edits through the trait
+//! reaching the image only on commit (e2fsck-clean, read back with debugfs), and a
+//! failed edit leaving the image byte-identical.
 
 mod native_support;
 
@@ -182,7 +183,50 @@ fn symlinks_cannot_leave_the_guest() {
 }
 
 #[test]
-fn writes_are_refused_and_the_image_is_unchanged() {
+fn edits_reach_the_image_only_on_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = hostile_guest(dir.path());
+    let before = std::fs::read(&image).unwrap();
+    let edit = |guest: &mut NativeGuest| {
+        let os = guest.inspect().unwrap().remove(0);
+        guest.mount_os(&os).unwrap();
+        let hostname = guest.resolve("/etc/hostname", Follow::Final).unwrap();
+        guest.write(&hostname, b"changed\n").unwrap();
+        assert_eq!(guest.read(&hostname, 100).unwrap(), b"changed\n");
+        let hosts = guest.resolve("/etc/hosts", Follow::Final).unwrap();
+        guest.truncate(&hosts).unwrap();
+        let utmp = guest.resolve("/run/utmp", Follow::Final).unwrap();
+        guest.remove_file(&utmp).unwrap();
+        assert_eq!(guest.lstat(&utmp).unwrap(), None);
+        let new = guest.resolve("/etc/new-file", Follow::Final).unwrap();
+        guest.write(&new, b"new\n").unwrap();
+        let odd = guest.resolve("/odd", Follow::Final).unwrap();
+        guest.remove_tree(&odd).unwrap();
+        // Not needed by sysprep, so not done natively: refused, nothing changed.
+        let err = guest.mkdir(&odd).unwrap_err();
+        assert!(err.is_native_limitation(), "{err}");
+    };
+    let mut guest = NativeGuest::open(open_disk(&image), &image).unwrap();
+    edit(&mut guest);
+    drop(guest);
+    assert!(
+        std::fs::read(&image).unwrap() == before,
+        "dropped edits changed the image"
+    );
+
+    let mut guest = NativeGuest::open(open_disk(&image), &image).unwrap();
+    edit(&mut guest);
+    let report = guest.commit().unwrap();
+    assert!(report.writes > 0 && report.format == "raw", "{report:?}");
+    run("e2fsck", &["-fn", arg(&image)]);
+    let cat = run("debugfs", &["-R", "cat /etc/hostname", arg(&image)]);
+    assert_eq!(cat, "changed\n");
+    let listing = run("debugfs", &["-R", "ls -l /", arg(&image)]);
+    assert!(!listing.contains(" odd"), "{listing}");
+}
+
+#[test]
+fn a_failed_edit_poisons_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let image = hostile_guest(dir.path());
     let before = std::fs::read(&image).unwrap();
@@ -190,11 +234,13 @@ fn writes_are_refused_and_the_image_is_unchanged() {
     let os = guest.inspect().unwrap().remove(0);
     guest.mount_os(&os).unwrap();
     let hostname = guest.resolve("/etc/hostname", Follow::Final).unwrap();
-    let err = guest.write(&hostname, b"changed\n").unwrap_err();
-    assert!(err.to_string().contains("does not write yet"), "{err}");
-    assert!(guest.truncate(&hostname).is_err());
-    assert!(guest.remove_file(&hostname).is_err());
-    drop(guest);
+    guest.write(&hostname, b"changed\n").unwrap();
+    // A directory cannot be truncated: the edit fails, and so does everything after.
+    let etc = guest.resolve("/etc", Follow::Final).unwrap();
+    assert!(guest.truncate(&etc).is_err());
+    let err = guest.write(&hostname, b"again\n").unwrap_err();
+    assert!(err.to_string().contains("an earlier edit failed"), "{err}");
+    assert!(guest.commit().is_err());
     assert!(
         std::fs::read(&image).unwrap() == before,
         "the image changed"

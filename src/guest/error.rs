@@ -60,6 +60,14 @@ pub enum GuestError {
     /// The backend cannot do this.
     #[error("this guest backend does not support {what}")]
     Unsupported { what: &'static str },
+    /// The native backend does not handle this guest (a feature, a layout or an
+    /// operation it leaves to libguestfs); nothing was changed.
+    #[error("the native backend cannot {operation} {path}: {reason}")]
+    NativeUnsupported {
+        operation: &'static str,
+        path: String,
+        reason: String,
+    },
     /// An I/O call on a host file failed.
     #[error("cannot {action} {path}")]
     Io {
@@ -78,6 +86,12 @@ impl GuestError {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether the error says the native backend cannot handle this guest, so another
+    /// backend may try (the image was not changed).
+    pub fn is_native_limitation(&self) -> bool {
+        matches!(self, Self::NativeUnsupported { .. })
     }
 
     /// The process exit code for this error.
@@ -102,6 +116,9 @@ impl GuestError {
             Self::NoOperatingSystem { .. } => {
                 Some("is this a disk image of a Linux VM (not a data volume or an ISO)?".to_owned())
             }
+            Self::NativeUnsupported { .. } => Some(
+                "use --backend libguestfs (or --backend auto, which falls back to it)".to_owned(),
+            ),
             Self::Overlay { .. } => Some(
                 "the image itself was not changed; check free space and that qemu-img is installed"
                     .to_owned(),

@@ -19,7 +19,7 @@ use crate::disk::VirtualDisk;
 pub struct Filesystem {
     /// `/dev/sdaN` or `/dev/sda`.
     pub device: String,
-    pub fs: Arc<Ext4>,
+    pub fs: Ext4,
 }
 
 /// A partition the native backend cannot read, and why.
@@ -59,10 +59,7 @@ pub fn discover(disk: &Arc<dyn VirtualDisk>) -> Result<Discovered> {
     let mut found = Discovered::default();
     for (device, volume) in volumes {
         match volume.and_then(Ext4::open) {
-            Ok(fs) => found.filesystems.push(Filesystem {
-                device,
-                fs: Arc::new(fs),
-            }),
+            Ok(fs) => found.filesystems.push(Filesystem { device, fs }),
             Err(err) => found.unreadable.push(Unreadable {
                 device,
                 reason: err.to_string(),

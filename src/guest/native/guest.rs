@@ -1,9 +1,9 @@
-//! [`NativeGuest`]: the [`GuestFs`] implementation of the native backend (read side).
+//! [`NativeGuest`]: the [`GuestFs`] implementation of the native backend.
 //!
 //! Owns the mount table (which ext2/3/4 filesystem answers for which guest path) and
-//! the translation of ext4 inodes into [`Metadata`]. Every path it receives is a
-//! [`Resolved`] one, so it follows no symlink itself. The write primitives are not
-//! implemented yet: they fail with a message saying so, and nothing is changed.
+//! the translation of ext4 inodes into [`Metadata`]; the write primitives and the
+//! commit live in [`super::write`]. Every path it receives is a [`Resolved`] one, so
+//! it follows no symlink itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,15 +14,18 @@ use super::ext4::inode::{Inode, InodeKind};
 use super::ext4::Ext4;
 use crate::disk::VirtualDisk;
 use crate::guest::{
-    FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount,
+    BlockId, FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount,
 };
 
 /// A guest disk read natively.
 pub struct NativeGuest {
-    image: PathBuf,
-    found: Discovered,
-    /// `(mountpoint, filesystem)`, longest mountpoint first.
-    mounts: Vec<(String, Arc<Ext4>)>,
+    pub(super) image: PathBuf,
+    pub(super) disk: Arc<dyn VirtualDisk>,
+    pub(super) found: Discovered,
+    /// `(mountpoint, index into found.filesystems)`, longest mountpoint first.
+    pub(super) mounts: Vec<(String, usize)>,
+    /// Why the pending edits must not be committed (an edit failed midway).
+    pub(super) poisoned: Option<String>,
 }
 
 impl std::fmt::Debug for NativeGuest {
@@ -33,11 +36,18 @@ impl std::fmt::Debug for NativeGuest {
     }
 }
 
-fn backend_error(operation: &'static str, path: &str, err: NativeError) -> GuestError {
-    GuestError::Backend {
-        operation,
-        path: path.to_owned(),
-        message: err.to_string(),
+pub(super) fn backend_error(operation: &'static str, path: &str, err: NativeError) -> GuestError {
+    match err {
+        NativeError::Unsupported { .. } => GuestError::NativeUnsupported {
+            operation,
+            path: path.to_owned(),
+            reason: err.to_string(),
+        },
+        _ => GuestError::Backend {
+            operation,
+            path: path.to_owned(),
+            message: err.to_string(),
+        },
     }
 }
 
@@ -60,8 +70,10 @@ impl NativeGuest {
         let found = discover(&disk).map_err(|e| backend_error("read partition table", "/", e))?;
         Ok(Self {
             image: image.to_owned(),
+            disk,
             found,
             mounts: Vec::new(),
+            poisoned: None,
         })
     }
 
@@ -77,10 +89,15 @@ impl NativeGuest {
 
     /// Mounts the filesystem of `device` at `mountpoint` (for inspection and mount_os).
     pub(super) fn mount(&mut self, device: &str, mountpoint: &str) -> bool {
-        let Some(fs) = self.found.filesystems.iter().find(|f| f.device == device) else {
+        let Some(index) = self
+            .found
+            .filesystems
+            .iter()
+            .position(|f| f.device == device)
+        else {
             return false;
         };
-        self.mounts.push((mountpoint.to_owned(), fs.fs.clone()));
+        self.mounts.push((mountpoint.to_owned(), index));
         self.mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
         true
     }
@@ -90,8 +107,8 @@ impl NativeGuest {
         self.mounts.clear();
     }
 
-    /// The filesystem answering for `path` and the path inside it.
-    fn locate<'p>(&self, path: &'p str) -> Result<(&Arc<Ext4>, &'p str)> {
+    /// The filesystem (index) answering for `path` and the path inside it.
+    pub(super) fn locate<'p>(&self, path: &'p str) -> Result<(usize, &'p str)> {
         for (mountpoint, fs) in &self.mounts {
             let inside = if mountpoint == "/" {
                 Some(path)
@@ -100,7 +117,7 @@ impl NativeGuest {
                     .filter(|rest| rest.is_empty() || rest.starts_with('/'))
             };
             if let Some(rest) = inside {
-                return Ok((fs, rest));
+                return Ok((*fs, rest));
             }
         }
         Err(GuestError::Backend {
@@ -110,33 +127,27 @@ impl NativeGuest {
         })
     }
 
-    fn inode(
-        &self,
-        operation: &'static str,
-        path: &Resolved,
-    ) -> Result<Option<(Arc<Ext4>, Inode)>> {
-        let (fs, inside) = self.locate(path.as_str())?;
+    /// The filesystem at `index` of the discovered ones.
+    pub(super) fn fs(&self, index: usize) -> &Ext4 {
+        &self.found.filesystems[index].fs
+    }
+
+    fn inode(&self, operation: &'static str, path: &Resolved) -> Result<Option<(&Ext4, Inode)>> {
+        let (index, inside) = self.locate(path.as_str())?;
+        let fs = self.fs(index);
         let inode = fs
             .lookup(inside.as_bytes())
             .map_err(|e| backend_error(operation, path.as_str(), e))?;
-        Ok(inode.map(|inode| (fs.clone(), inode)))
+        Ok(inode.map(|inode| (fs, inode)))
     }
 
-    fn existing(&self, operation: &'static str, path: &Resolved) -> Result<(Arc<Ext4>, Inode)> {
+    fn existing(&self, operation: &'static str, path: &Resolved) -> Result<(&Ext4, Inode)> {
         self.inode(operation, path)?
             .ok_or_else(|| GuestError::Backend {
                 operation,
                 path: path.to_string(),
                 message: "No such file or directory".to_owned(),
             })
-    }
-
-    fn read_only(&self, operation: &'static str, path: &Resolved) -> GuestError {
-        GuestError::Backend {
-            operation,
-            path: path.to_string(),
-            message: "the native backend does not write yet (use --backend libguestfs)".to_owned(),
-        }
     }
 }
 
@@ -220,7 +231,8 @@ impl GuestFs for NativeGuest {
         for (name, meta) in &mut listing {
             let child = format!("{prefix}/{name}");
             if let Some((_, mounted)) = self.mounts.iter().find(|(m, _)| *m == child) {
-                let root = mounted
+                let root = self
+                    .fs(*mounted)
                     .root()
                     .map_err(|e| backend_error("readdir", &child, e))?;
                 *meta = metadata(&root);
@@ -249,27 +261,38 @@ impl GuestFs for NativeGuest {
             .map_err(|e| backend_error("read", path.as_str(), e))
     }
 
-    fn write(&mut self, path: &Resolved, _content: &[u8]) -> Result<()> {
-        Err(self.read_only("write", path))
+    fn write(&mut self, path: &Resolved, content: &[u8]) -> Result<()> {
+        self.edit("write", path, |fs, inside| {
+            fs.write_file(inside, content, true)
+        })
     }
 
     fn truncate(&mut self, path: &Resolved) -> Result<()> {
-        Err(self.read_only("truncate", path))
+        self.edit("truncate", path, |fs, inside| fs.truncate_file(inside))
     }
 
     fn remove_file(&mut self, path: &Resolved) -> Result<()> {
-        Err(self.read_only("rm", path))
+        self.edit("rm", path, |fs, inside| fs.unlink(inside))
     }
 
     fn remove_tree(&mut self, path: &Resolved) -> Result<()> {
-        Err(self.read_only("rm-rf", path))
+        self.check_no_mount_below(path)?;
+        self.edit("rm-rf", path, |fs, inside| fs.remove_tree(inside))
     }
 
     fn mkdir(&mut self, path: &Resolved) -> Result<()> {
-        Err(self.read_only("mkdir", path))
+        Err(self.not_native("mkdir", path))
     }
 
     fn symlink(&mut self, _target: &str, path: &Resolved) -> Result<()> {
-        Err(self.read_only("ln -s", path))
+        Err(self.not_native("ln -s", path))
+    }
+
+    fn block_ids(&mut self) -> Result<Vec<BlockId>> {
+        super::write::block_ids(self)
+    }
+
+    fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> Result<()> {
+        super::write::set_fs_uuid(self, device, uuid)
     }
 }

@@ -9,7 +9,7 @@ use super::superblock::Superblock;
 use crate::guest::native::bytes::{le16, le32};
 use crate::guest::native::crc::{crc16, crc32c_raw};
 use crate::guest::native::error::{NativeError, Result};
-use crate::guest::native::Volume;
+use crate::guest::native::overlay::Overlay;
 
 /// Largest descriptor table read into memory: 1 Mi groups of 64 bytes (128 TiB of
 /// 4 KiB blocks).
@@ -53,7 +53,7 @@ pub fn table_offset(sb: &Superblock) -> u64 {
 }
 
 /// Reads, checks and decodes every group descriptor.
-pub fn read_table(volume: &Volume, sb: &Superblock) -> Result<Vec<GroupDesc>> {
+pub fn read_table(volume: &Overlay, sb: &Superblock) -> Result<Vec<GroupDesc>> {
     let size = usize::from(sb.desc_size);
     let len = u64::from(sb.groups) * size as u64; // <= MAX_GROUPS * 1024
     NativeError::check_limit("ext4 group descriptor table bytes", len, MAX_TABLE_BYTES)?;

@@ -16,6 +16,7 @@ pub const ROOT_INO: u32 = 2;
 /// `i_flags` bits.
 pub mod flags {
     pub const INDEX: u32 = 0x1000;
+    pub const HUGE_FILE: u32 = 0x40000;
     pub const EXTENTS: u32 = 0x80000;
     pub const INLINE_DATA: u32 = 0x1000_0000;
 }
@@ -24,6 +25,55 @@ const GOOD_OLD_SIZE: usize = 128;
 const CHECKSUM_LO: usize = 0x7c;
 const EXTRA_ISIZE: usize = 0x80;
 const CHECKSUM_HI: usize = 0x82;
+
+/// Whether the inode stores the high 16 bits of its checksum (`i_extra_isize` covers
+/// `i_checksum_hi`).
+fn has_checksum_hi(raw: &[u8]) -> bool {
+    raw.len() > GOOD_OLD_SIZE
+        && GOOD_OLD_SIZE + usize::from(le16(raw, EXTRA_ISIZE)) >= CHECKSUM_HI + 2
+}
+
+/// The checksum stored in `raw` (16 bits when there is no `i_checksum_hi`).
+fn stored_checksum(raw: &[u8]) -> u32 {
+    let mut stored = u32::from(le16(raw, CHECKSUM_LO));
+    if has_checksum_hi(raw) {
+        stored |= u32::from(le16(raw, CHECKSUM_HI)) << 16;
+    }
+    stored
+}
+
+/// The metadata_csum checksum of the whole inode `raw` (its checksum fields counted
+/// as zero) from the inode's seed; 16 bits when there is no `i_checksum_hi`.
+pub fn checksum(inode_seed: u32, raw: &[u8]) -> u32 {
+    let hi = has_checksum_hi(raw);
+    let mut covered = raw.to_vec();
+    covered[CHECKSUM_LO..CHECKSUM_LO + 2].fill(0);
+    if hi {
+        covered[CHECKSUM_HI..CHECKSUM_HI + 2].fill(0);
+    }
+    let crc = crc32c_raw(inode_seed, &covered);
+    if hi {
+        crc
+    } else {
+        crc & 0xffff
+    }
+}
+
+/// Stores [`checksum`] in `raw` (which must be a whole inode of at least 128 bytes).
+pub fn set_checksum(inode_seed: u32, raw: &mut [u8]) {
+    let crc = checksum(inode_seed, raw);
+    raw[CHECKSUM_LO..CHECKSUM_LO + 2].copy_from_slice(&(crc as u16).to_le_bytes());
+    if has_checksum_hi(raw) {
+        raw[CHECKSUM_HI..CHECKSUM_HI + 2].copy_from_slice(&((crc >> 16) as u16).to_le_bytes());
+    }
+}
+
+/// The seed of an inode's checksums: the filesystem seed, the inode number, the
+/// generation.
+pub fn inode_seed(fs_seed: u32, number: u32, generation: u32) -> u32 {
+    let seed = crc32c_raw(fs_seed, &number.to_le_bytes());
+    crc32c_raw(seed, &generation.to_le_bytes())
+}
 
 /// The file type bits of `i_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +105,7 @@ impl Inode {
     /// Decodes `raw` (the inode-size bytes of inode `number`) and checks its checksum.
     pub fn parse(sb: &Superblock, number: u32, raw: Vec<u8>, offset: u64) -> Result<Self> {
         let generation = le32(&raw, 0x64);
-        let seed = crc32c_raw(sb.csum_seed, &number.to_le_bytes());
-        let csum_seed = crc32c_raw(seed, &generation.to_le_bytes());
+        let csum_seed = inode_seed(sb.csum_seed, number, generation);
         let extra = if raw.len() > GOOD_OLD_SIZE {
             usize::from(le16(&raw, EXTRA_ISIZE))
         } else {
@@ -73,19 +122,8 @@ impl Inode {
             ));
         }
         if sb.has_metadata_csum() {
-            let has_hi = GOOD_OLD_SIZE + extra >= CHECKSUM_HI + 2;
-            let mut covered = raw.clone();
-            covered[CHECKSUM_LO..CHECKSUM_LO + 2].fill(0);
-            if has_hi {
-                covered[CHECKSUM_HI..CHECKSUM_HI + 2].fill(0);
-            }
-            let mut computed = crc32c_raw(csum_seed, &covered);
-            let mut stored = u32::from(le16(&raw, CHECKSUM_LO));
-            if has_hi {
-                stored |= u32::from(le16(&raw, CHECKSUM_HI)) << 16;
-            } else {
-                computed &= 0xffff;
-            }
+            let stored = stored_checksum(&raw);
+            let computed = checksum(csum_seed, &raw);
             if stored != computed {
                 return Err(NativeError::Checksum {
                     structure: "ext4 inode",

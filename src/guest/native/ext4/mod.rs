@@ -1,17 +1,20 @@
-//! ext2/3/4 read-only access: [`Ext4::open`] a volume, then look up paths, list
-//! directories, read files and symlinks.
+//! ext2/3/4 access: [`Ext4::open`] a volume, then look up paths, list directories,
+//! read files and symlinks — and, through [`edit`], make the changes sysprep needs.
 //!
 //! One concern per file: [`superblock`] (geometry, features, seed), [`group`] (group
 //! descriptors), [`inode`] (inodes and their checksum), [`blockmap`] and [`extent`]
 //! (where a file's blocks are), [`dir`] (directory entries, htree blocks), [`inline`]
-//! (inline data). Every metadata block read is checksum-verified when the filesystem
-//! has metadata_csum. Must not: write (edits come later, through an overlay), follow
+//! (inline data), [`edit`] (the edits). Every read goes through the filesystem's
+//! [`Overlay`], so it sees the edits made so far; every metadata block read is
+//! checksum-verified when the filesystem has metadata_csum. Must not: write to the
+//! disk (edits stay in the overlay until the guest layer commits them), follow
 //! symlinks (path resolution belongs to `guest::confine`), or replay the journal (a
 //! filesystem that needs recovery is readable but its content may be stale:
-//! [`Ext4::needs_recovery`]).
+//! [`Ext4::needs_recovery`]; edits refuse it).
 
 pub mod blockmap;
 pub mod dir;
+pub mod edit;
 pub mod extent;
 pub mod group;
 pub mod inline;
@@ -24,6 +27,7 @@ use inode::{flags, Inode, InodeKind, ROOT_INO};
 use superblock::Superblock;
 
 use super::error::{NativeError, Result};
+use super::overlay::Overlay;
 use super::Volume;
 
 /// Longest symlink target read (Linux's PATH_MAX).
@@ -32,17 +36,32 @@ pub const MAX_SYMLINK: u64 = 4096;
 /// An open ext2/3/4 filesystem.
 #[derive(Debug)]
 pub struct Ext4 {
-    volume: Volume,
+    /// The volume with this filesystem's pending edits laid over it: every read below
+    /// goes through it.
+    store: Overlay,
     pub sb: Superblock,
     groups: Vec<GroupDesc>,
+    /// What the edits touched (empty until the first edit).
+    log: edit::EditLog,
 }
 
 impl Ext4 {
     /// Reads and validates the superblock and group descriptors of `volume`.
     pub fn open(volume: Volume) -> Result<Self> {
         let sb = Superblock::read(&volume)?;
-        let groups = group::read_table(&volume, &sb)?;
-        Ok(Self { volume, sb, groups })
+        let store = Overlay::new(volume, sb.block_size);
+        let groups = group::read_table(&store, &sb)?;
+        Ok(Self {
+            store,
+            sb,
+            groups,
+            log: edit::EditLog::default(),
+        })
+    }
+
+    /// The volume and the edits not yet committed.
+    pub fn overlay(&self) -> &Overlay {
+        &self.store
     }
 
     /// Whether the journal holds changes not yet in place (see the module comment).
@@ -65,7 +84,7 @@ impl Ext4 {
                 format!("block {block} is past the {} blocks", self.sb.blocks_count),
             ));
         }
-        self.volume.read_vec(block * size, size as usize, structure)
+        self.store.read_vec(block * size, size as usize, structure)
     }
 
     /// Reads and verifies inode `number`.
@@ -87,7 +106,7 @@ impl Ext4 {
         let offset = group.inode_table * u64::from(self.sb.block_size)
             + within * u64::from(self.sb.inode_size);
         let raw = self
-            .volume
+            .store
             .read_vec(offset, usize::from(self.sb.inode_size), "ext4 inode")?;
         Inode::parse(&self.sb, number, raw, offset)
     }

@@ -73,6 +73,8 @@ pub mod ro_compat {
 /// `s_feature_compat` bits.
 pub mod compat {
     pub const HAS_JOURNAL: u32 = 0x4;
+    pub const DIR_INDEX: u32 = 0x20;
+    pub const EXCLUDE_BITMAP: u32 = 0x100;
 }
 
 /// The facts of a validated superblock.

@@ -1,0 +1,182 @@
+//! [`Overlay`]: the edits made to one volume, held in memory as whole blocks
+//! (block number → new content) until they are committed, and the read path that lays
+//! them over the volume's bytes, so every later read sees every earlier edit.
+//!
+//! Owns the edit map, its memory bound ([`MAX_OVERLAY_BYTES`]) and the list of disk
+//! writes it amounts to ([`Overlay::disk_writes`]). Must not: write to the disk (the
+//! guest layer commits the list through one seam, after its checks), or interpret
+//! what the blocks hold.
+
+use std::collections::BTreeMap;
+
+use super::error::{NativeError, Result};
+use super::volume::Volume;
+use crate::disk::VirtualDisk;
+
+/// Most bytes of edited blocks held: sysprep touches a few hundred blocks; a hostile
+/// tree to remove must not make the overlay grow without end.
+pub const MAX_OVERLAY_BYTES: u64 = 256 << 20;
+
+/// A volume with in-memory edits in units of `block_size` bytes.
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    volume: Volume,
+    block_size: u32,
+    blocks: BTreeMap<u64, Vec<u8>>,
+}
+
+impl Overlay {
+    /// No edits yet over `volume`, edited in blocks of `block_size` bytes (a power of
+    /// two the caller validated).
+    pub fn new(volume: Volume, block_size: u32) -> Self {
+        Self {
+            volume,
+            block_size,
+            blocks: BTreeMap::new(),
+        }
+    }
+
+    /// The volume underneath.
+    pub fn volume(&self) -> &Volume {
+        &self.volume
+    }
+
+    /// Whether nothing was edited.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// How many blocks were edited.
+    pub fn edited_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Drops every edit.
+    pub fn discard(&mut self) {
+        self.blocks.clear();
+    }
+
+    /// Fills `buf` from volume offset `offset`: the volume's bytes with the edits laid
+    /// over them.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64, structure: &'static str) -> Result<()> {
+        self.volume.read_at(buf, offset, structure)?;
+        if self.blocks.is_empty() || buf.is_empty() {
+            return Ok(());
+        }
+        // Inside the volume (checked by the read above), so no overflow below.
+        let size = u64::from(self.block_size);
+        let end = offset + buf.len() as u64;
+        for (&block, data) in self.blocks.range(offset / size..=(end - 1) / size) {
+            let block_start = block * size;
+            let from = offset.max(block_start);
+            let to = end.min(block_start + size);
+            buf[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&data[(from - block_start) as usize..(to - block_start) as usize]);
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset` (bounded by the caller) into a new buffer.
+    pub fn read_vec(&self, offset: u64, len: usize, structure: &'static str) -> Result<Vec<u8>> {
+        let mut buf = vec![0; len];
+        self.read_at(&mut buf, offset, structure)?;
+        Ok(buf)
+    }
+
+    /// Replaces the bytes at volume offset `offset` with `data` (in memory only).
+    pub fn write_at(&mut self, offset: u64, data: &[u8], structure: &'static str) -> Result<()> {
+        let size = u64::from(self.block_size);
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|&end| end <= self.volume.len())
+            .ok_or_else(|| {
+                NativeError::malformed(
+                    structure,
+                    offset,
+                    format!("a write of {} bytes leaves the volume", data.len()),
+                )
+            })?;
+        let mut at = offset;
+        while at < end {
+            let block = at / size;
+            let block_start = block * size;
+            let to = end.min(block_start + size);
+            if !self.blocks.contains_key(&block) {
+                let bytes = (self.blocks.len() as u64 + 1).saturating_mul(size);
+                NativeError::check_limit("edited bytes in memory", bytes, MAX_OVERLAY_BYTES)?;
+                let current = self.read_vec(block_start, size as usize, structure)?;
+                self.blocks.insert(block, current);
+            }
+            if let Some(content) = self.blocks.get_mut(&block) {
+                content[(at - block_start) as usize..(to - block_start) as usize]
+                    .copy_from_slice(&data[(at - offset) as usize..(to - offset) as usize]);
+            }
+            at = to;
+        }
+        Ok(())
+    }
+
+    /// The edits as writes to the virtual disk: `(disk byte offset, bytes)`, sorted,
+    /// leaving out blocks whose new content equals what the disk holds.
+    pub fn disk_writes(&self, disk: &dyn VirtualDisk) -> Result<Vec<(u64, Vec<u8>)>> {
+        let size = u64::from(self.block_size);
+        let mut writes = Vec::with_capacity(self.blocks.len());
+        let mut current = vec![0u8; size as usize];
+        for (&block, data) in &self.blocks {
+            // Inside the volume, which lies inside the disk (Volume::range checked).
+            let at = self.volume.start() + block * size;
+            disk.read_at(&mut current, at)?;
+            if current != *data {
+                writes.push((at, data.clone()));
+            }
+        }
+        Ok(writes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::disk::{MemorySource, RawImage};
+
+    fn overlay() -> (Overlay, Arc<dyn VirtualDisk>) {
+        let bytes: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
+        let source = Arc::new(MemorySource::new(bytes, "mem.img"));
+        let disk: Arc<dyn VirtualDisk> = Arc::new(RawImage::new(source, Path::new("mem.img")));
+        let volume = Volume::range(disk.clone(), 1024, 4096).unwrap();
+        (Overlay::new(volume, 1024), disk)
+    }
+
+    #[test]
+    fn reads_see_edits_across_block_boundaries() {
+        let (mut overlay, disk) = overlay();
+        overlay.write_at(1020, &[0xaa; 8], "test").unwrap();
+        let mut buf = [0u8; 12];
+        overlay.read_at(&mut buf, 1018, "test").unwrap();
+        assert_eq!(buf[..2], [(1024 + 1018) as u8, (1024 + 1019) as u8]);
+        assert_eq!(buf[2..10], [0xaa; 8]);
+        assert_eq!(buf[10], (1024 + 1028) as u8);
+        assert_eq!(overlay.edited_blocks(), 2);
+        let writes = overlay.disk_writes(disk.as_ref()).unwrap();
+        assert_eq!(writes.len(), 2);
+        assert_eq!((writes[0].0, writes[1].0), (1024, 2048));
+        assert_eq!(writes[0].1[1020..], [0xaa; 4]);
+        assert_eq!(writes[1].1[..4], [0xaa; 4]);
+        assert!(overlay.write_at(4090, &[0; 7], "test").is_err());
+        assert!(overlay.write_at(u64::MAX, &[0; 7], "test").is_err());
+    }
+
+    #[test]
+    fn unchanged_blocks_are_not_written() {
+        let (mut overlay, disk) = overlay();
+        let same = overlay.read_vec(100, 10, "test").unwrap();
+        overlay.write_at(100, &same, "test").unwrap();
+        assert_eq!(overlay.edited_blocks(), 1);
+        assert!(overlay.disk_writes(disk.as_ref()).unwrap().is_empty());
+        overlay.discard();
+        assert!(overlay.is_empty());
+    }
+}
