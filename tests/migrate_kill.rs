@@ -406,7 +406,12 @@ fn killed_during_the_upload_the_rerun_deletes_the_unfinished_image_and_makes_one
 fn killed_during_sysprep_the_rerun_redoes_it_and_makes_one_image() {
     let case = case("kill-sysprep", "debian");
     let clouds = PathBuf::from(dev_cloud().clouds_yaml());
-    let args = case.args("c1-source", "c1-target", &["--hostname", "killed-03"]);
+    // The appliance's sysprep takes seconds (the native one milliseconds): time to kill it.
+    let args = case.args(
+        "c1-source",
+        "c1-target",
+        &["--hostname", "killed-03", "--backend", "libguestfs"],
+    );
     let events = kill_at(
         command(&clouds, &args),
         |e| is_event(e, "sysprep.change"),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::migrate_text::{plan_text, summary_text};
-use super::sysprep::MachineIdArg;
+use super::sysprep::{BackendArg, MachineIdArg};
 use super::{Failure, Output};
 use crate::cloud::config::{CloudCatalog, ConfigEnv};
 use crate::cloud::glance::Glance;
@@ -85,6 +85,9 @@ pub struct MigrateArgs {
     /// What the machine-id operation does with /etc/machine-id.
     #[arg(long, value_enum, default_value = "uninitialized")]
     pub machine_id: MachineIdArg,
+    /// Guest backend for the sysprep stage, as in `imgferry sysprep --backend`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
     /// Do not touch the guest at all.
     #[arg(long, conflicts_with_all = ["operations", "enable", "delete", "truncate", "hostname",
         "remove_user_accounts", "keep_user_accounts"])]
@@ -295,6 +298,7 @@ fn request(args: &MigrateArgs, flavour: Flavour) -> Result<Request, Failure> {
         keep_work_dir: args.keep_work_dir,
         require_hash: args.require_hash,
         sysprep,
+        sysprep_backend: args.backend.choice(),
         sysprep_words,
         output,
         name: args.name.clone(),

@@ -1,6 +1,7 @@
 //! `imgferry sysprep FILE`: strip host identity from a guest image, with virt-sysprep's
-//! selection words. Argument handling and output only; the work is `sysprep::run` on a
-//! `guest::libguestfs::Session`, committed only when every change succeeded.
+//! selection words. Argument handling and output only; the work is
+//! `pipeline::backend::run_on_image` (the native backend, or libguestfs), committed only
+//! when every change succeeded.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -10,7 +11,7 @@ use serde_json::json;
 
 use super::{Failure, Output};
 use crate::exit::ExitCode;
-use crate::sysprep::RootReport;
+use crate::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
 use crate::sysprep::{self, Hostname, MachineIdMode, Options, UserAccounts, Words, OPERATIONS};
 
 /// Arguments of `imgferry sysprep`.
@@ -49,9 +50,32 @@ pub struct SysprepArgs {
     /// Print the exact plan and change nothing (the image stays byte-identical).
     #[arg(long)]
     pub dry_run: bool,
+    /// Guest backend: native (no appliance, ext2/3/4 guests), libguestfs, or auto
+    /// (native when it handles the guest, libguestfs otherwise).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
     /// List the operations (name, default on `*`, description) and exit.
     #[arg(long)]
     pub list_operations: bool,
+}
+
+/// `--backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Native,
+    Libguestfs,
+}
+
+impl BackendArg {
+    /// The pipeline's name for the choice.
+    pub fn choice(self) -> BackendChoice {
+        match self {
+            Self::Auto => BackendChoice::Auto,
+            Self::Native => BackendChoice::Native,
+            Self::Libguestfs => BackendChoice::Libguestfs,
+        }
+    }
 }
 
 /// `--machine-id` values.
@@ -72,7 +96,7 @@ pub fn run(args: SysprepArgs, output: &Output) -> Result<ExitCode, Failure> {
     let Some(file) = args.file else {
         return Err(Failure::new("an image file is required").with_code(ExitCode::Usage));
     };
-    execute(&file, &options, output)
+    execute(&file, &options, args.backend.choice(), output)
 }
 
 fn options(args: &SysprepArgs) -> Result<Options, Failure> {
@@ -137,48 +161,26 @@ fn user_names(values: &[String], flag: &str) -> Result<BTreeSet<String>, Failure
 fn execute(
     file: &std::path::Path,
     options: &Options,
+    backend: BackendChoice,
     output: &Output,
 ) -> Result<ExitCode, Failure> {
-    use crate::guest::libguestfs::{Access, Session};
-    use crate::guest::GuestFs;
-    use std::time::Instant;
-    let start = Instant::now();
-    let access = if options.dry_run {
-        Access::DryRun
-    } else {
-        Access::ReadWrite
-    };
-    let mut session = Session::open(file, access)?;
-    let launch_seconds = session.launch_time().as_secs_f64();
-    let accelerator = session.accelerator().to_string();
-    // Inspection is cached by the session: timed here, reused by the run.
-    let inspect_start = Instant::now();
-    session.inspect()?;
-    let inspect_seconds = inspect_start.elapsed().as_secs_f64();
-    let work_start = Instant::now();
-    let reports = sysprep::run(&mut session, options, &output.reporter())?;
-    let work_seconds = work_start.elapsed().as_secs_f64();
-    let commit_start = Instant::now();
-    let changes: usize = reports.iter().map(|r| r.changes.len()).sum();
-    // Nothing changed: the image stays byte-identical (not even a mount count moves).
-    let committed = !options.dry_run && changes > 0;
-    if committed {
-        session.commit()?;
-    } else {
-        drop(session);
-    }
+    let start = std::time::Instant::now();
+    let run = run_on_image(file, options, backend, &output.reporter())?;
+    let timings = &run.timings;
     let value = json!({
         "image": file,
         "dry_run": options.dry_run,
-        "committed": committed,
-        "changes": changes,
-        "accelerator": accelerator,
-        "launch_seconds": launch_seconds,
-        "inspect_seconds": inspect_seconds,
-        "sysprep_seconds": work_seconds,
-        "commit_seconds": commit_start.elapsed().as_secs_f64(),
+        "committed": run.committed,
+        "changes": run.changes(),
+        "backend": run.backend,
+        "backend_reason": run.reason,
+        "accelerator": run.accelerator,
+        "launch_seconds": timings.launch_seconds,
+        "inspect_seconds": timings.inspect_seconds,
+        "sysprep_seconds": timings.sysprep_seconds,
+        "commit_seconds": timings.commit_seconds,
         "total_seconds": start.elapsed().as_secs_f64(),
-        "roots": reports.iter().map(|r| json!({
+        "roots": run.reports.iter().map(|r| json!({
             "root": r.os.root,
             "distro": r.os.distro,
             "family": r.os.family,
@@ -187,18 +189,15 @@ fn execute(
             "changes": r.changes.len(),
         })).collect::<Vec<_>>(),
     });
-    output.result(
-        "sysprep",
-        value,
-        &human(&reports, options.dry_run, committed),
-    );
+    output.result("sysprep", value, &human(&run, options.dry_run));
     Ok(ExitCode::Success)
 }
 
-fn human(reports: &[RootReport], dry_run: bool, committed: bool) -> String {
+fn human(run: &BackendRun, dry_run: bool) -> String {
     let mut text = String::new();
+    let _ = writeln!(text, "backend: {} ({})", run.backend, run.reason);
     let mut total = 0;
-    for report in reports {
+    for report in &run.reports {
         let os = &report.os;
         let _ = writeln!(
             text,
@@ -227,7 +226,7 @@ fn human(reports: &[RootReport], dry_run: bool, committed: bool) -> String {
             text,
             "dry run: {total} changes planned, the image was not changed"
         )
-    } else if committed {
+    } else if run.committed {
         writeln!(text, "{total} changes made")
     } else {
         writeln!(text, "nothing to change, the image was not changed")

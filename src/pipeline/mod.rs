@@ -12,6 +12,7 @@
 //! plan a dry run shows. Must not: print, read argv, or move bytes itself (the ends and
 //! the `disk`/`sysprep` layers do).
 
+pub mod backend;
 mod copy;
 pub mod endpoints;
 mod error;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
+pub use backend::{BackendChoice, BackendRun};
 pub use endpoints::{FileDigests, Source, SourceRecord, Target, TargetImage, TargetSpec};
 pub use error::{PipelineError, Result};
 pub use properties::{PropertyEdits, PropertyPlan, Provenance};
@@ -51,6 +53,9 @@ pub struct Request {
     pub require_hash: bool,
     /// Sysprep to run; `None` for `--no-sysprep`.
     pub sysprep: Option<crate::sysprep::Options>,
+    /// Which guest backend runs the sysprep (not part of the request digest: it
+    /// changes how, not what).
+    pub sysprep_backend: BackendChoice,
     /// The sysprep in words, for the provenance property.
     pub sysprep_words: String,
     pub output: OutputChoice,

@@ -147,7 +147,12 @@ pub fn plan(request: &Request, source: &mut dyn Source, reporter: &dyn Reporter)
         (Some(options), Some(path)) => {
             let mut options = options.clone();
             options.dry_run = true;
-            Some(sysprep_image(path, &options, reporter)?)
+            Some(sysprep_image(
+                path,
+                &options,
+                request.sysprep_backend,
+                reporter,
+            )?)
         }
         _ => None,
     };
@@ -429,7 +434,12 @@ fn run_stage(
             state_file.save(state)?;
             let mut options = options.clone();
             options.dry_run = false;
-            state.sysprep = Some(sysprep_image(&image, &options, reporter)?);
+            state.sysprep = Some(sysprep_image(
+                &image,
+                &options,
+                request.sysprep_backend,
+                reporter,
+            )?);
         }
         Stage::Convert => {
             // Not hashed here: the upload hashes the file as it sends it.

@@ -87,6 +87,10 @@ pub struct SysprepRecord {
     pub changes: usize,
     /// The OS roots seen, e.g. `/dev/sda1 (debian 12.5)`.
     pub roots: Vec<String>,
+    /// The guest backend that ran (`native` or `libguestfs`; empty in state files
+    /// written before backends could be chosen).
+    #[serde(default)]
+    pub backend: String,
 }
 
 /// What the convert stage did.

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::backend::{run_on_image, BackendChoice};
 use super::error::Result;
 use super::state::{ConvertRecord, SysprepRecord, OUTPUT_FILE, SOURCE_FILE};
 use crate::disk::convert::{convert, OutputFormat};
@@ -160,32 +161,24 @@ pub fn format_step(
     }
 }
 
-/// Runs sysprep on `image` (or, with `options.dry_run`, only plans it, read-only).
+/// Runs sysprep on `image` with the `backend` chosen (or, with `options.dry_run`, only
+/// plans it, read-only).
 pub fn sysprep_image(
     image: &Path,
     options: &sysprep::Options,
+    backend: BackendChoice,
     reporter: &dyn Reporter,
 ) -> Result<SysprepRecord> {
-    use crate::guest::libguestfs::{Access, Session};
-    let access = if options.dry_run {
-        Access::DryRun
-    } else {
-        Access::ReadWrite
-    };
-    let mut session = Session::open(image, access)?;
-    let reports = sysprep::run(&mut session, options, reporter)?;
-    let changes = reports.iter().map(|r| r.changes.len()).sum();
-    if !options.dry_run && changes > 0 {
-        session.commit()?;
-    }
+    let run = run_on_image(image, options, backend, reporter)?;
     Ok(SysprepRecord {
         operations: options
             .operations
             .iter()
             .map(|op| op.name.to_owned())
             .collect(),
-        changes,
-        roots: reports
+        changes: run.changes(),
+        roots: run
+            .reports
             .iter()
             .map(|r| {
                 format!(
@@ -194,6 +187,7 @@ pub fn sysprep_image(
                 )
             })
             .collect(),
+        backend: run.backend.to_owned(),
     })
 }
 

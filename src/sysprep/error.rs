@@ -36,6 +36,12 @@ impl SysprepError {
         }
     }
 
+    /// Whether the native guest backend reported it cannot handle this guest (nothing
+    /// was changed; another backend may try).
+    pub fn is_native_limitation(&self) -> bool {
+        matches!(self, Self::Guest(error) if error.is_native_limitation())
+    }
+
     /// What the user might do about it.
     pub fn hint(&self) -> Option<String> {
         match self {

@@ -28,6 +28,7 @@ use serde::Serialize;
 use self::writes::GuestWrites;
 use super::detect::{detect, Format};
 use super::info::unsupported_format;
+use super::qcow2::Header;
 use super::{DiskError, LocalFile, ReadAt, Result};
 
 /// One write: the guest byte offset and the bytes to put there.
@@ -91,6 +92,27 @@ pub fn apply_with(
         Format::Qcow2 => qcow2::apply(path, source, writes, options),
         Format::Unsupported(other) => Err(unsupported_format(path, other.name())),
     }
+}
+
+/// Checks, without writing anything, that the image at `path` can be patched: a raw or
+/// qcow2 image that can be opened for writing and, for qcow2, uses no feature [`apply`]
+/// refuses. Returns the format's name. Lets a caller choose another way to change the
+/// image before doing any work; [`apply`] checks everything again.
+pub fn preflight(path: &Path) -> Result<&'static str> {
+    let source = LocalFile::open(path).map_err(|e| DiskError::io("open", path, e))?;
+    let format = match detect(&source).map_err(|e| DiskError::io("read", path, e))? {
+        Format::Raw => "raw",
+        Format::Qcow2 => {
+            qcow2::refuse_unsupported(path, &Header::read(&source, path)?)?;
+            "qcow2"
+        }
+        Format::Unsupported(other) => return Err(unsupported_format(path, other.name())),
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| DiskError::io("open for writing", path, e))?;
+    Ok(format)
 }
 
 /// Why a batch of writes was rejected before anything was written.

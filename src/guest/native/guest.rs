@@ -12,7 +12,8 @@ use super::discover::{discover, Discovered};
 use super::error::NativeError;
 use super::ext4::inode::{Inode, InodeKind};
 use super::ext4::Ext4;
-use crate::disk::VirtualDisk;
+use crate::disk::open::open_image;
+use crate::disk::{DiskError, VirtualDisk};
 use crate::guest::{
     BlockId, FileKind, GuestError, GuestFs, Metadata, OsInfo, Resolved, Result, SkippedMount,
 };
@@ -26,6 +27,12 @@ pub struct NativeGuest {
     pub(super) mounts: Vec<(String, usize)>,
     /// Why the pending edits must not be committed (an edit failed midway).
     pub(super) poisoned: Option<String>,
+    /// Whether what this backend cannot see is a native limitation rather than
+    /// something to skip (see [`NativeGuest::require_whole_guest`]).
+    pub(super) whole_guest: bool,
+    /// Mountpoints of filesystems it cannot read, with why: any path at or below one
+    /// is a native limitation (only with `whole_guest`).
+    pub(super) fenced: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for NativeGuest {
@@ -74,7 +81,37 @@ impl NativeGuest {
             found,
             mounts: Vec::new(),
             poisoned: None,
+            whole_guest: false,
+            fenced: Vec::new(),
         })
+    }
+
+    /// Opens the raw or qcow2 image file at `image`. A format or qcow2 feature the disk
+    /// layer cannot read is a native limitation.
+    pub fn open_file(image: &Path) -> Result<Self> {
+        let disk = open_image(image).map_err(|err| match err {
+            DiskError::Io { action, source, .. } => GuestError::io(action, image, source),
+            DiskError::Unsupported { .. } => GuestError::NativeUnsupported {
+                operation: "open",
+                path: image.display().to_string(),
+                reason: err.to_string(),
+            },
+            other => GuestError::Backend {
+                operation: "open",
+                path: image.display().to_string(),
+                message: other.to_string(),
+            },
+        })?;
+        Self::open(Arc::new(disk), image)
+    }
+
+    /// From now on, a guest this backend cannot see entirely is refused as a native
+    /// limitation (so a caller can hand it to libguestfs) instead of being edited in
+    /// part: inspection that finds no OS while some partition is unreadable, and any
+    /// path on an fstab filesystem `mount_os` could not mount (a vfat `/boot/efi`
+    /// sysprep never looks into does not stop it).
+    pub fn require_whole_guest(&mut self) {
+        self.whole_guest = true;
     }
 
     /// The image this guest was opened from.
@@ -105,10 +142,20 @@ impl NativeGuest {
     /// Forgets every mount.
     pub(super) fn unmount_all_mounts(&mut self) {
         self.mounts.clear();
+        self.fenced.clear();
     }
 
     /// The filesystem (index) answering for `path` and the path inside it.
     pub(super) fn locate<'p>(&self, path: &'p str) -> Result<(usize, &'p str)> {
+        for (mountpoint, reason) in &self.fenced {
+            if below(path, mountpoint) {
+                return Err(GuestError::NativeUnsupported {
+                    operation: "look into",
+                    path: path.to_owned(),
+                    reason: format!("{mountpoint} is {reason}"),
+                });
+            }
+        }
         for (mountpoint, fs) in &self.mounts {
             let inside = if mountpoint == "/" {
                 Some(path)
@@ -151,9 +198,33 @@ impl NativeGuest {
     }
 }
 
+/// Whether `path` is `mountpoint` or below it.
+fn below(path: &str, mountpoint: &str) -> bool {
+    mountpoint == "/"
+        || path
+            .strip_prefix(mountpoint)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 impl GuestFs for NativeGuest {
     fn inspect(&mut self) -> Result<Vec<OsInfo>> {
         let roots = super::inspect::inspect(self)?;
+        if roots.is_empty() && self.whole_guest && !self.found.unreadable.is_empty() {
+            let unreadable: Vec<String> = self
+                .found
+                .unreadable
+                .iter()
+                .map(|u| format!("{} ({})", u.device, u.reason))
+                .collect();
+            return Err(GuestError::NativeUnsupported {
+                operation: "inspect",
+                path: self.image.display().to_string(),
+                reason: format!(
+                    "no OS root on an ext2/3/4 filesystem, and it cannot read {}",
+                    unreadable.join(", ")
+                ),
+            });
+        }
         if roots.is_empty() {
             return Err(GuestError::NoOperatingSystem {
                 image: self.image.clone(),
@@ -163,7 +234,15 @@ impl GuestFs for NativeGuest {
     }
 
     fn mount_os(&mut self, os: &OsInfo) -> Result<Vec<SkippedMount>> {
-        super::inspect::mount_os(self, os)
+        let skipped = super::inspect::mount_os(self, os)?;
+        if !self.whole_guest {
+            return Ok(skipped);
+        }
+        self.fenced = skipped
+            .into_iter()
+            .map(|s| (s.mountpoint, format!("{}: {}", s.device, s.reason)))
+            .collect();
+        Ok(Vec::new())
     }
 
     fn unmount_all(&mut self) -> Result<()> {

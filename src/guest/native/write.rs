@@ -11,13 +11,14 @@
 //! not: write to the image anywhere but in `commit`.
 
 use super::blockid::{ext_type, probe, uuid_text};
-use super::commit::{self, CommitReport, DiskWrite};
+use super::commit::{self, DiskWrite};
 use super::error::NativeError;
 use super::ext4::edit::uuid::parse_uuid;
 use super::ext4::Ext4;
 use super::guest::{backend_error, NativeGuest};
 use super::partition::{read_partition_table, PartitionType};
 use super::Volume;
+use crate::disk::patch::PatchReport;
 use crate::guest::{BlockId, BlockKind, GuestError, Resolved, Result};
 
 impl NativeGuest {
@@ -62,8 +63,10 @@ impl NativeGuest {
     /// have to cross into it).
     pub(super) fn check_no_mount_below(&self, path: &Resolved) -> Result<()> {
         let prefix = format!("{}/", path.as_str().trim_end_matches('/'));
-        match self.mounts.iter().find(|(m, _)| m.starts_with(&prefix)) {
-            Some((mountpoint, _)) => Err(GuestError::NativeUnsupported {
+        let below = self.mounts.iter().map(|(m, _)| m);
+        let fenced = self.fenced.iter().map(|(m, _)| m);
+        match below.chain(fenced).find(|m| m.starts_with(&prefix)) {
+            Some(mountpoint) => Err(GuestError::NativeUnsupported {
                 operation: "rm-rf",
                 path: path.to_string(),
                 reason: format!("{mountpoint} is mounted below it"),
@@ -94,13 +97,16 @@ impl NativeGuest {
         Ok(writes)
     }
 
-    /// Writes every pending edit into the image (see the module comment).
-    pub fn commit(self) -> Result<CommitReport> {
+    /// Writes every pending edit into the image (see the module comment). The guest's
+    /// own handle on the image is closed first: the patch locks the file.
+    pub fn commit(self) -> Result<PatchReport> {
         let writes = self.pending_writes()?;
+        let image = self.image.clone();
+        drop(self);
         if writes.is_empty() {
-            return Ok(CommitReport::default());
+            return Ok(PatchReport::default());
         }
-        commit::apply(&self.image, &writes)
+        commit::apply(&image, &writes)
     }
 }
 

@@ -112,7 +112,7 @@ fn inflate_compressed(reader: &Qcow2Image, header: &Header, plan: &plan::Plan<'_
 }
 
 /// Refuses images whose guest content or metadata a patch cannot keep correct.
-fn refuse_unsupported(path: &Path, header: &Header) -> Result<()> {
+pub(super) fn refuse_unsupported(path: &Path, header: &Header) -> Result<()> {
     let features = header.incompatible_features;
     let repair = Some("run `qemu-img check -r all` on it first");
     if features & incompatible::CORRUPT != 0 {
