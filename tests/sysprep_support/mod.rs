@@ -104,6 +104,14 @@ impl Fixture {
         copy
     }
 
+    /// A writable standalone copy in `dir` (a plain copy of the cached qcow2 image: the
+    /// native backend does not patch images with a backing file).
+    pub fn standalone_copy(&self, dir: &Path, label: &str) -> PathBuf {
+        let copy = dir.join(format!("{}-{label}.qcow2", self.name));
+        std::fs::copy(&self.image, &copy).expect("copy the fixture image");
+        copy
+    }
+
     /// A string from the facts, e.g. `fact("identity", "hostname")`.
     pub fn fact(&self, section: &str, key: &str) -> String {
         self.facts[section][key]

@@ -1,0 +1,327 @@
+//! The native backend's sysprep against the libguestfs backend's, on the same image
+//! and operation words (`all` but the random fs/LVM UUIDs, a new hostname, alice kept):
+//! the same changes are reported and the resulting guests list the same (path, kind,
+//! mode, sha256 of every file); the native result is `e2fsck -fn` clean on every ext
+//! filesystem and `qemu-img check` clean, and debugfs reads the edits back.
+//!
+//! The Debian fixture's root tree is also rebuilt with `mke2fs -d` as the layouts the
+//! native writer must handle (1 KiB blocks with 64bit + metadata_csum, ext3 with
+//! indirect blocks, an htree `/etc` of thousands of entries, an old-style ext4 without
+//! metadata_csum): native sysprep on each must give the libguestfs result of the
+//! fixture. One appliance launch per test.
+
+mod common;
+mod sysprep_support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use imgferry::guest::native::NativeGuest;
+use imgferry::guest::{FileKind, GuestFs, GuestFsExt};
+use imgferry::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
+use imgferry::report::SilentReporter;
+use imgferry::sysprep::{self, Hostname, Options, UserAccounts, Words};
+use sha2::{Digest, Sha256};
+use sysprep_support::{differences, fixture, listing, Listing};
+
+const NEW_HOSTNAME: &str = "clone-02.example.net";
+/// Everything but the operations whose result is random.
+const WORDS: &str = "all,-fs-uuids,-lvm-uuids";
+/// Files added to `/etc` of the htree layout.
+const PADDING: usize = 3000;
+
+fn options() -> Options {
+    Options {
+        operations: sysprep::select(&[Words::Operations(WORDS.to_owned())]).expect("words"),
+        hostname: Some(Hostname::parse(NEW_HOSTNAME).unwrap()),
+        delete: vec!["/var/lib/cern-private-cloud-addons".to_owned()],
+        user_accounts: UserAccounts {
+            keep: BTreeSet::from(["alice".to_owned()]),
+            ..UserAccounts::default()
+        },
+        ..Options::default()
+    }
+}
+
+fn sysprep_with(image: &Path, backend: BackendChoice) -> BackendRun {
+    run_on_image(image, &options(), backend, &SilentReporter)
+        .unwrap_or_else(|e| panic!("{}: sysprep with {backend:?}: {e}", image.display()))
+}
+
+/// `action path [operation]` of every change reported.
+fn change_lines(run: &BackendRun) -> BTreeSet<String> {
+    run.reports
+        .iter()
+        .flat_map(|r| &r.changes)
+        .map(|c| format!("{} {} [{}]", c.action.name(), c.path, c.operation))
+        .collect()
+}
+
+/// The listing of the image's single OS, read by the native reader (which matches
+/// libguestfs on these fixtures: tests/native_guest.rs).
+fn native_listing(image: &Path) -> Listing {
+    let mut guest = NativeGuest::open_file(image).expect("open natively");
+    let mut roots = guest.inspect().expect("inspect natively");
+    assert_eq!(roots.len(), 1, "{}", image.display());
+    guest.mount_os(&roots.remove(0)).expect("mount natively");
+    listing(&mut guest)
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+/// `image` as a raw file next to it, and the e2fsprogs names (`FILE?offset=N`) of its
+/// ext2/3/4 filesystems (the whole file when it has no partition table).
+fn ext_filesystems(image: &Path) -> Vec<String> {
+    let raw = image.with_extension("raw");
+    run(
+        "qemu-img",
+        &["convert", "-O", "raw", path_str(image), path_str(&raw)],
+    );
+    let table = Command::new("sfdisk")
+        .args(["-J", path_str(&raw)])
+        .output()
+        .expect("sfdisk");
+    let starts: Vec<u64> = if table.status.success() {
+        let json: serde_json::Value = serde_json::from_slice(&table.stdout).expect("sfdisk -J");
+        json["partitiontable"]["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .map(|p| p["start"].as_u64().unwrap() * 512)
+            .collect()
+    } else {
+        vec![0]
+    };
+    starts
+        .into_iter()
+        .filter(|start| {
+            let out = Command::new("blkid")
+                .args(["-p", "-o", "value", "-s", "TYPE", "-O"])
+                .arg(start.to_string())
+                .arg(&raw)
+                .output()
+                .expect("blkid");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .starts_with("ext")
+        })
+        .map(|start| format!("{}?offset={start}", raw.display()))
+        .collect()
+}
+
+/// Every ext filesystem of `image` checks clean with `e2fsck -fn`, and `hostname` is in
+/// the one holding `/etc/hostname` as debugfs reads it. The qcow2 checks clean too.
+fn assert_clean_with_hostname(image: &Path, hostname: &str) {
+    if image.extension().is_some_and(|e| e == "qcow2") {
+        common::assert_qemu_check_clean(image);
+    }
+    let filesystems = ext_filesystems(image);
+    assert!(
+        !filesystems.is_empty(),
+        "{}: no ext filesystem",
+        image.display()
+    );
+    let mut seen = false;
+    for fs in &filesystems {
+        run("e2fsck", &["-fn", fs]);
+        let out = Command::new("debugfs")
+            .args(["-R", "cat /etc/hostname", fs])
+            .output()
+            .expect("debugfs");
+        seen |= String::from_utf8_lossy(&out.stdout) == format!("{hostname}\n");
+    }
+    assert!(
+        seen,
+        "{}: debugfs does not read the new hostname",
+        image.display()
+    );
+}
+
+/// Runs sysprep natively on a copy of fixture `name` and with libguestfs on another;
+/// returns the libguestfs result's listing, after asserting both agree.
+fn native_equals_libguestfs(name: &'static str, dir: &Path) -> (BackendRun, Listing) {
+    let fixture = fixture(name);
+    let native = fixture.standalone_copy(dir, "native");
+    let appliance = fixture.standalone_copy(dir, "appliance");
+    let before = native_listing(&native);
+    let ran = sysprep_with(&native, BackendChoice::Native);
+    assert_eq!(ran.backend, "native");
+    assert!(
+        ran.committed && ran.changes() > 20,
+        "{name}: {}",
+        ran.changes()
+    );
+    let reference = sysprep_with(&appliance, BackendChoice::Libguestfs);
+    assert_eq!(reference.backend, "libguestfs");
+    assert_eq!(
+        change_lines(&ran),
+        change_lines(&reference),
+        "{name}: reported changes"
+    );
+    let after = native_listing(&native);
+    let expected = native_listing(&appliance);
+    assert!(
+        !differences(&before, &after).is_empty(),
+        "{name}: nothing changed"
+    );
+    assert_eq!(
+        differences(&after, &expected),
+        BTreeSet::new(),
+        "{name}: the native and libguestfs results differ in these paths"
+    );
+    assert_clean_with_hostname(&native, NEW_HOSTNAME);
+    (reference, expected)
+}
+
+#[test]
+fn ubuntu_gpt_with_an_esp_native_equals_libguestfs() {
+    let dir = common::tempdir();
+    native_equals_libguestfs("ubuntu", dir.path());
+}
+
+/// Writes the guest tree of `image` (its single OS) below `root` on the host: files,
+/// directories and symlinks with their modes.
+fn extract_tree(image: &Path, root: &Path) {
+    let mut guest = NativeGuest::open_file(image).expect("open natively");
+    let os = guest.inspect().expect("inspect").remove(0);
+    guest.mount_os(&os).expect("mount");
+    let top = guest.resolve("/", imgferry::guest::Follow::Final).unwrap();
+    let mut directories = Vec::new();
+    for (path, meta) in guest.walk(&top).expect("walk") {
+        let host = root.join(path.as_str().trim_start_matches('/'));
+        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+        match meta.kind {
+            FileKind::Directory => {
+                std::fs::create_dir_all(&host).unwrap();
+                directories.push((host, meta.mode));
+            }
+            FileKind::File => {
+                let data = guest.read(&path, 1 << 30).expect("read");
+                std::fs::write(&host, data).unwrap();
+                std::fs::set_permissions(&host, PermissionsExt::from_mode(meta.mode)).unwrap();
+            }
+            FileKind::Symlink => {
+                let target = guest.read_link(&path).expect("readlink");
+                std::os::unix::fs::symlink(target, &host).unwrap();
+            }
+            FileKind::Other => panic!("{path}: special files are not extracted"),
+        }
+    }
+    for (host, mode) in directories.into_iter().rev() {
+        std::fs::set_permissions(&host, PermissionsExt::from_mode(mode)).unwrap();
+    }
+}
+
+/// A whole-disk filesystem image made by `mke2fs -d tree` with `options`.
+fn layout(dir: &Path, name: &str, tree: &Path, options: &[&str]) -> PathBuf {
+    let image = dir.join(format!("{name}.img"));
+    let mut args = vec!["-q", "-F", "-L", "root"];
+    args.extend(options);
+    args.extend(["-d", path_str(tree), path_str(&image), "96M"]);
+    run("mke2fs", &args);
+    image
+}
+
+fn padding_name(index: usize) -> String {
+    format!("/etc/imgferry-pad-{index:05}")
+}
+
+#[test]
+fn debian_native_equals_libguestfs_on_every_ext_layout() {
+    let dir = common::tempdir();
+    let (reference, expected) = native_equals_libguestfs("debian", dir.path());
+
+    let tree = dir.path().join("tree");
+    extract_tree(&fixture("debian").image, &tree);
+    let htree_tree = dir.path().join("tree-htree");
+    run("cp", &["-a", path_str(&tree), path_str(&htree_tree)]);
+    for index in 0..PADDING {
+        let name = padding_name(index);
+        std::fs::write(htree_tree.join(name.trim_start_matches('/')), b"pad\n").unwrap();
+    }
+    let layouts = [
+        layout(
+            dir.path(),
+            "ext4-1k-64bit-csum",
+            &tree,
+            &["-t", "ext4", "-b", "1024", "-O", "64bit,metadata_csum"],
+        ),
+        layout(dir.path(), "ext3-indirect", &tree, &["-t", "ext3"]),
+        layout(
+            dir.path(),
+            "ext4-no-csum",
+            &tree,
+            &[
+                "-t",
+                "ext4",
+                "-I",
+                "128",
+                "-O",
+                "^64bit,^metadata_csum,uninit_bg",
+            ],
+        ),
+        {
+            let image = layout(dir.path(), "ext4-htree-etc", &htree_tree, &["-t", "ext4"]);
+            // mke2fs -d writes linear directories; e2fsck -D indexes them (exit 1:
+            // "file system was modified").
+            let status = Command::new("e2fsck")
+                .args(["-fyD", path_str(&image)])
+                .output()
+                .expect("e2fsck -D")
+                .status;
+            assert!(
+                matches!(status.code(), Some(0 | 1)),
+                "e2fsck -fyD: {status}"
+            );
+            let htree = run("debugfs", &["-R", "htree /etc", path_str(&image)]);
+            assert!(htree.contains("Number of entries"), "/etc is not an htree");
+            image
+        },
+    ];
+    let pad_sha = hex(&Sha256::digest(b"pad\n"));
+    for image in &layouts {
+        let name = image.file_name().unwrap().to_string_lossy().into_owned();
+        let ran = sysprep_with(image, BackendChoice::Native);
+        assert_eq!(ran.backend, "native", "{name}");
+        assert_eq!(
+            change_lines(&ran),
+            change_lines(&reference),
+            "{name}: reported changes"
+        );
+        let mut want = expected.clone();
+        if name.starts_with("ext4-htree") {
+            for index in 0..PADDING {
+                want.insert(padding_name(index), format!("file 644 {pad_sha}"));
+            }
+        }
+        assert_eq!(
+            differences(&native_listing(image), &want),
+            BTreeSet::new(),
+            "{name}: differs from the libguestfs result in these paths"
+        );
+        assert_clean_with_hostname(image, NEW_HOSTNAME);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
