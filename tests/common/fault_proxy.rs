@@ -227,6 +227,13 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
             None => {
                 let copied = match throttle {
                     Some((after, rate)) => throttled_copy(&mut body, &mut to_server, after, rate)?,
+                    // Glance answers a bad token before reading the body and closes;
+                    // the rest is read and dropped here, so the client reads the 401
+                    // instead of a reset (the 401 path is what the fault tests).
+                    None if fault == Some(Fault::InvalidToken) => {
+                        let sent = io::copy(&mut body, &mut to_server).unwrap_or(0);
+                        sent + io::copy(&mut body, &mut io::sink())?
+                    }
                     None => io::copy(&mut body, &mut to_server)?,
                 };
                 if copied < content_length {
@@ -280,8 +287,14 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
             _ => {}
         }
     }
+    // Closing with request bytes unread would reset the connection: under a bad token
+    // the whole body is read first.
+    let mut uploader = Some(uploader);
+    if fault == Some(Fault::InvalidToken) {
+        let _ = uploader.take().map(thread::JoinHandle::join);
+    }
     let _ = client_writer.shutdown(Shutdown::Both);
-    let _ = uploader.join();
+    let _ = uploader.map(thread::JoinHandle::join);
     Ok(())
 }
 

@@ -138,6 +138,11 @@ impl Job<'_> {
                 .with("reason", error.to_string()),
             );
             pause(delay)?;
+            // A rejected token can reach us as a reset connection rather than a 401
+            // (Glance answers before reading the body and closes). A record lookup
+            // re-authenticates on a 401, so the next attempt carries a valid token;
+            // its own failure is left to the attempt to report.
+            let _ = self.glance.show(&self.id);
         }
     }
 
