@@ -8,7 +8,9 @@
 //! native writer must handle (1 KiB blocks with 64bit + metadata_csum, ext3 with
 //! indirect blocks, an htree `/etc` of thousands of entries, an old-style ext4 without
 //! metadata_csum): native sysprep on each must give the libguestfs result of the
-//! fixture. One appliance launch per test.
+//! fixture. One appliance launch per test. Also: a native dry run, a failure midway
+//! and a guest or image the native backend refuses all leave the image byte-identical;
+//! fs-uuids renews the ext4 UUID natively.
 
 mod common;
 mod sysprep_support;
@@ -24,7 +26,7 @@ use imgferry::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
 use imgferry::report::SilentReporter;
 use imgferry::sysprep::{self, Hostname, Options, UserAccounts, Words};
 use sha2::{Digest, Sha256};
-use sysprep_support::{differences, fixture, listing, Listing};
+use sysprep_support::{differences, fixture, listing, sha256_file, FailingGuest, Listing};
 
 const NEW_HOSTNAME: &str = "clone-02.example.net";
 /// Everything but the operations whose result is random.
@@ -324,4 +326,114 @@ fn debian_native_equals_libguestfs_on_every_ext_layout() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn native_dry_run_failures_and_refusals_leave_the_image_byte_identical() {
+    let dir = common::tempdir();
+    let debian = fixture("debian");
+    let image = debian.standalone_copy(dir.path(), "safety");
+    let before = sha256_file(&image);
+
+    let out = common::run_ok(
+        common::imgferry()
+            .args(["--json", "sysprep", "--backend", "native", "--dry-run"])
+            .arg(&image),
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("a result line")).unwrap();
+    assert_eq!(result["backend"], "native", "{result}");
+    assert_eq!(result["accelerator"], "none", "{result}");
+    assert_eq!(result["committed"], false, "{result}");
+    assert!(result["changes"].as_u64().unwrap() > 20, "{result}");
+    assert_eq!(
+        sha256_file(&image),
+        before,
+        "a native dry run changed the image"
+    );
+
+    // The 20th change fails: the 19 before it were only in memory.
+    {
+        let mut guest = NativeGuest::open_file(&image).unwrap();
+        let mut failing = FailingGuest {
+            inner: &mut guest,
+            changes_left: 20,
+        };
+        let err = sysprep::run(&mut failing, &options(), &SilentReporter).unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+    }
+    assert_eq!(
+        sha256_file(&image),
+        before,
+        "a failed native run changed the image"
+    );
+
+    // What the native backend does not handle: exit 1 saying why, nothing changed.
+    let xfs_lvm = fixture("centos7").standalone_copy(dir.path(), "refused");
+    let with_backing = debian.copy(dir.path(), "backing");
+    for (refused, why) in [
+        (&xfs_lvm, "no OS root on an ext2/3/4 filesystem"),
+        (&with_backing, "backing file"),
+    ] {
+        let sha = sha256_file(refused);
+        let out = common::run(
+            common::imgferry()
+                .args(["sysprep", "--backend", "native"])
+                .arg(refused),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(why) && stderr.contains("--backend"),
+            "{stderr}"
+        );
+        assert_eq!(sha256_file(refused), sha, "{}", refused.display());
+    }
+}
+
+#[test]
+fn native_fs_uuids_renews_the_ext4_uuid_and_the_fstab_reference() {
+    let dir = common::tempdir();
+    let options = Options {
+        operations: sysprep::select(&[Words::Enable("fs-uuids".to_owned())]).unwrap(),
+        ..Options::default()
+    };
+    // With metadata_csum and no stored seed every checksum depends on the UUID: the
+    // native backend leaves that to libguestfs (tune2fs), changing nothing.
+    let debian = fixture("debian");
+    let seeded = debian.standalone_copy(dir.path(), "csum");
+    let sha = sha256_file(&seeded);
+    let err = run_on_image(&seeded, &options, BackendChoice::Native, &SilentReporter).unwrap_err();
+    assert!(err.is_native_limitation(), "{err}");
+    assert_eq!(sha256_file(&seeded), sha);
+
+    // Without metadata_csum: the fixture's tree and root UUID on a whole-disk ext4.
+    let root = &ext_filesystems(&seeded)[0];
+    let (raw, offset) = root.split_once("?offset=").unwrap();
+    let blkid = ["-p", "-o", "value", "-s", "UUID", "-O", offset, raw];
+    let old = run("blkid", &blkid).trim().to_owned();
+    let tree = dir.path().join("tree");
+    extract_tree(&debian.image, &tree);
+    let image = layout(
+        dir.path(),
+        "ext4-no-csum",
+        &tree,
+        &["-t", "ext4", "-O", "^metadata_csum", "-U", &old],
+    );
+    let ran = run_on_image(&image, &options, BackendChoice::Native, &SilentReporter).unwrap();
+    let changes: Vec<_> = ran.reports.iter().flat_map(|r| &r.changes).collect();
+    let renewed = changes
+        .iter()
+        .find(|c| c.path == "/dev/sda")
+        .unwrap_or_else(|| panic!("no new UUID for /dev/sda: {changes:?}"));
+    assert_eq!(renewed.removed_lines, [old.clone()]);
+    let new = &renewed.added_lines[0];
+    assert_ne!(new, &old);
+    let image_str = path_str(&image);
+    let uuid = run("blkid", &["-p", "-o", "value", "-s", "UUID", image_str]);
+    assert_eq!(uuid.trim(), new.as_str());
+    run("e2fsck", &["-fn", image_str]);
+    let fstab = run("debugfs", &["-R", "cat /etc/fstab", image_str]);
+    assert!(fstab.contains(new.as_str()), "{fstab}");
+    assert!(!fstab.contains(old.as_str()), "{fstab}");
 }

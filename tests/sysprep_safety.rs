@@ -9,13 +9,11 @@ mod sysprep_support;
 use std::path::Path;
 
 use imgferry::guest::libguestfs::{Access, Session};
-use imgferry::guest::{
-    BlockId, Follow, GuestError, GuestFs, GuestFsExt, Metadata, OsInfo, Resolved, SkippedMount,
-};
+use imgferry::guest::{Follow, GuestError, GuestFs, GuestFsExt};
 use imgferry::report::SilentReporter;
 use imgferry::sysprep::{self, Options};
 use serde_json::Value;
-use sysprep_support::{fixture, sha256_file};
+use sysprep_support::{fixture, sha256_file, FailingGuest};
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -68,88 +66,6 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(result["type"], "result");
     assert_eq!(result["committed"], false);
     assert!(result["changes"].as_u64().unwrap() > 100);
-}
-
-/// Delegates to a real guest but fails the Nth change.
-struct FailingGuest<'a> {
-    inner: &'a mut Session,
-    changes_left: usize,
-}
-
-impl FailingGuest<'_> {
-    fn change(&mut self, path: &str) -> imgferry::guest::Result<()> {
-        if self.changes_left == 0 {
-            return Err(GuestError::Backend {
-                operation: "injected failure",
-                path: path.to_owned(),
-                message: "the test made this change fail".to_owned(),
-            });
-        }
-        self.changes_left -= 1;
-        Ok(())
-    }
-}
-
-impl GuestFs for FailingGuest<'_> {
-    fn inspect(&mut self) -> imgferry::guest::Result<Vec<OsInfo>> {
-        self.inner.inspect()
-    }
-    fn mount_os(&mut self, os: &OsInfo) -> imgferry::guest::Result<Vec<SkippedMount>> {
-        self.inner.mount_os(os)
-    }
-    fn unmount_all(&mut self) -> imgferry::guest::Result<()> {
-        self.inner.unmount_all()
-    }
-    fn lstat(&mut self, path: &Resolved) -> imgferry::guest::Result<Option<Metadata>> {
-        self.inner.lstat(path)
-    }
-    fn read_link(&mut self, path: &Resolved) -> imgferry::guest::Result<String> {
-        self.inner.read_link(path)
-    }
-    fn list_dir(&mut self, path: &Resolved) -> imgferry::guest::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn read_dir(&mut self, path: &Resolved) -> imgferry::guest::Result<Vec<(String, Metadata)>> {
-        self.inner.read_dir(path)
-    }
-    fn read(&mut self, path: &Resolved, limit: u64) -> imgferry::guest::Result<Vec<u8>> {
-        self.inner.read(path, limit)
-    }
-    fn write(&mut self, path: &Resolved, content: &[u8]) -> imgferry::guest::Result<()> {
-        self.change(path.as_str())?;
-        self.inner.write(path, content)
-    }
-    fn truncate(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path.as_str())?;
-        self.inner.truncate(path)
-    }
-    fn remove_file(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path.as_str())?;
-        self.inner.remove_file(path)
-    }
-    fn remove_tree(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path.as_str())?;
-        self.inner.remove_tree(path)
-    }
-    fn mkdir(&mut self, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path.as_str())?;
-        self.inner.mkdir(path)
-    }
-    fn symlink(&mut self, target: &str, path: &Resolved) -> imgferry::guest::Result<()> {
-        self.change(path.as_str())?;
-        self.inner.symlink(target, path)
-    }
-    fn block_ids(&mut self) -> imgferry::guest::Result<Vec<BlockId>> {
-        self.inner.block_ids()
-    }
-    fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> imgferry::guest::Result<()> {
-        self.change(device)?;
-        self.inner.set_fs_uuid(device, uuid)
-    }
-    fn renew_lvm_uuids(&mut self) -> imgferry::guest::Result<()> {
-        self.change("LVM")?;
-        self.inner.renew_lvm_uuids()
-    }
 }
 
 /// Confinement through the trait, on whatever `guest` is (mounted, writable).

@@ -13,7 +13,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use imgferry::guest::libguestfs::{Access, Session};
-use imgferry::guest::{BlockId, FileKind, GuestFs, GuestFsExt, OsInfo};
+use imgferry::guest::{
+    BlockId, FileKind, GuestError, GuestFs, GuestFsExt, Metadata, OsInfo, Resolved,
+    Result as GuestResult, SkippedMount,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -226,4 +229,86 @@ pub fn differences(a: &Listing, b: &Listing) -> BTreeSet<String> {
 /// The paths of a listing, for "removed" and "kept" assertions.
 pub fn has(listing: &Listing, path: &str) -> bool {
     listing.contains_key(path)
+}
+
+/// Delegates to a real guest but fails the Nth change.
+pub struct FailingGuest<'a> {
+    pub inner: &'a mut dyn GuestFs,
+    pub changes_left: usize,
+}
+
+impl FailingGuest<'_> {
+    fn change(&mut self, path: &str) -> GuestResult<()> {
+        if self.changes_left == 0 {
+            return Err(GuestError::Backend {
+                operation: "injected failure",
+                path: path.to_owned(),
+                message: "the test made this change fail".to_owned(),
+            });
+        }
+        self.changes_left -= 1;
+        Ok(())
+    }
+}
+
+impl GuestFs for FailingGuest<'_> {
+    fn inspect(&mut self) -> GuestResult<Vec<OsInfo>> {
+        self.inner.inspect()
+    }
+    fn mount_os(&mut self, os: &OsInfo) -> GuestResult<Vec<SkippedMount>> {
+        self.inner.mount_os(os)
+    }
+    fn unmount_all(&mut self) -> GuestResult<()> {
+        self.inner.unmount_all()
+    }
+    fn lstat(&mut self, path: &Resolved) -> GuestResult<Option<Metadata>> {
+        self.inner.lstat(path)
+    }
+    fn read_link(&mut self, path: &Resolved) -> GuestResult<String> {
+        self.inner.read_link(path)
+    }
+    fn list_dir(&mut self, path: &Resolved) -> GuestResult<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn read_dir(&mut self, path: &Resolved) -> GuestResult<Vec<(String, Metadata)>> {
+        self.inner.read_dir(path)
+    }
+    fn read(&mut self, path: &Resolved, limit: u64) -> GuestResult<Vec<u8>> {
+        self.inner.read(path, limit)
+    }
+    fn write(&mut self, path: &Resolved, content: &[u8]) -> GuestResult<()> {
+        self.change(path.as_str())?;
+        self.inner.write(path, content)
+    }
+    fn truncate(&mut self, path: &Resolved) -> GuestResult<()> {
+        self.change(path.as_str())?;
+        self.inner.truncate(path)
+    }
+    fn remove_file(&mut self, path: &Resolved) -> GuestResult<()> {
+        self.change(path.as_str())?;
+        self.inner.remove_file(path)
+    }
+    fn remove_tree(&mut self, path: &Resolved) -> GuestResult<()> {
+        self.change(path.as_str())?;
+        self.inner.remove_tree(path)
+    }
+    fn mkdir(&mut self, path: &Resolved) -> GuestResult<()> {
+        self.change(path.as_str())?;
+        self.inner.mkdir(path)
+    }
+    fn symlink(&mut self, target: &str, path: &Resolved) -> GuestResult<()> {
+        self.change(path.as_str())?;
+        self.inner.symlink(target, path)
+    }
+    fn block_ids(&mut self) -> GuestResult<Vec<BlockId>> {
+        self.inner.block_ids()
+    }
+    fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> GuestResult<()> {
+        self.change(device)?;
+        self.inner.set_fs_uuid(device, uuid)
+    }
+    fn renew_lvm_uuids(&mut self) -> GuestResult<()> {
+        self.change("LVM")?;
+        self.inner.renew_lvm_uuids()
+    }
 }
