@@ -426,7 +426,7 @@ fn native_fs_uuids_renews_the_ext4_uuid_and_the_fstab_reference() {
         .iter()
         .find(|c| c.path == "/dev/sda")
         .unwrap_or_else(|| panic!("no new UUID for /dev/sda: {changes:?}"));
-    assert_eq!(renewed.removed_lines, [old.clone()]);
+    assert_eq!(renewed.removed_lines, [old.as_str()]);
     let new = &renewed.added_lines[0];
     assert_ne!(new, &old);
     let image_str = path_str(&image);
