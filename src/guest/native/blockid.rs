@@ -3,9 +3,11 @@
 //! vfat and LUKS by their signatures) and its UUID, as libguestfs's `vfs_type` and
 //! `vfs_uuid` report them.
 //!
-//! An LVM physical volume is refused ([`NativeError::Unsupported`]): its volume group
-//! and the filesystems on its logical volumes are not visible natively, so a list
-//! without them would let lvm-uuids and fs-uuids silently skip them. A volume with no
+//! The PVs, VGs and LVs that discovery read ([`super::lvm`]) are listed by the
+//! caller; a PV label met here is one whose metadata could not be read, so it is
+//! refused ([`NativeError::Unsupported`]): its volume group and the filesystems on
+//! its logical volumes are not visible natively, and a list without them would let
+//! lvm-uuids and fs-uuids silently skip them. A volume with no
 //! signature known here is left out, as libguestfs leaves out what blkid calls
 //! "unknown". Must not: change anything.
 

@@ -47,6 +47,13 @@ pub fn put_le32(bytes: &mut [u8], at: usize, value: u32) {
 }
 
 /// Writes `value` little-endian at `at` (see [`put_le32`]).
+pub fn put_le64(bytes: &mut [u8], at: usize, value: u64) {
+    if let Some(field) = at.checked_add(8).and_then(|end| bytes.get_mut(at..end)) {
+        field.copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// Writes `value` little-endian at `at` (see [`put_le32`]).
 pub fn put_le16(bytes: &mut [u8], at: usize, value: u16) {
     if let Some(field) = at.checked_add(2).and_then(|end| bytes.get_mut(at..end)) {
         field.copy_from_slice(&value.to_le_bytes());

@@ -1,15 +1,18 @@
 //! Which filesystems a disk holds, named as libguestfs names them (`/dev/sda1` for
-//! partition 1, `/dev/sda` for a whole-disk filesystem), so both backends report the
-//! same roots and mountpoints.
+//! partition 1, `/dev/sda` for a whole-disk filesystem, `/dev/VG/LV` for a logical
+//! volume), so both backends report the same roots and mountpoints.
 //!
-//! Owns: opening every partition as ext2/3/4 and recording, for the others, why the
-//! native backend cannot use them (an LVM PV, XFS, btrfs, swap, a damaged ext4...).
-//! Must not: read files (see [`super::inspect`]).
+//! Owns: recognising LVM physical volumes among the partitions and mapping their
+//! linear logical volumes ([`super::lvm`]), opening every other partition and every
+//! LV as ext2/3/4, and recording, for the rest, why the native backend cannot use
+//! them (XFS, btrfs, swap, a thin or RAID LV, a damaged ext4...). Must not: read
+//! files (see [`super::inspect`]).
 
 use std::sync::Arc;
 
 use super::error::{NativeError, Result};
 use super::ext4::Ext4;
+use super::lvm::{self, PhysicalVolume, VolumeGroup};
 use super::partition::read_partition_table;
 use super::Volume;
 use crate::disk::VirtualDisk;
@@ -34,6 +37,10 @@ pub struct Unreadable {
 pub struct Discovered {
     pub filesystems: Vec<Filesystem>,
     pub unreadable: Vec<Unreadable>,
+    /// The LVM physical volumes, by device.
+    pub physical_volumes: Vec<PhysicalVolume>,
+    /// The volume groups they hold, by name, with their visible LVs.
+    pub volume_groups: Vec<VolumeGroup>,
 }
 
 /// Opens every partition of `disk` (or the whole disk when it has no table) as
@@ -57,14 +64,43 @@ pub fn discover(disk: &Arc<dyn VirtualDisk>) -> Result<Discovered> {
         volumes.push((device, volume));
     }
     let mut found = Discovered::default();
+    let mut candidates = Vec::new();
     for (device, volume) in volumes {
-        match volume.and_then(Ext4::open) {
-            Ok(fs) => found.filesystems.push(Filesystem { device, fs }),
-            Err(err) => found.unreadable.push(Unreadable {
-                device,
-                reason: err.to_string(),
+        let volume = match volume {
+            Ok(volume) => volume,
+            Err(err) => {
+                found.unreadable.push(unreadable(device, &err));
+                continue;
+            }
+        };
+        match lvm::read_pv(&volume, &device) {
+            Ok(Some(pv)) => found.physical_volumes.push(pv),
+            Ok(None) => candidates.push((device, volume)),
+            Err(err) => found.unreadable.push(unreadable(device, &err)),
+        }
+    }
+    found.volume_groups = lvm::volume_groups(&found.physical_volumes);
+    for lv in found.volume_groups.iter().flat_map(|vg| &vg.lvs) {
+        match &lv.volume {
+            Ok(volume) => candidates.push((lv.device.clone(), volume.clone())),
+            Err(reason) => found.unreadable.push(Unreadable {
+                device: lv.device.clone(),
+                reason: format!("unsupported LVM logical volume: {reason}"),
             }),
         }
     }
+    for (device, volume) in candidates {
+        match Ext4::open(volume) {
+            Ok(fs) => found.filesystems.push(Filesystem { device, fs }),
+            Err(err) => found.unreadable.push(unreadable(device, &err)),
+        }
+    }
     Ok(found)
+}
+
+fn unreadable(device: String, err: &NativeError) -> Unreadable {
+    Unreadable {
+        device,
+        reason: err.to_string(),
+    }
 }

@@ -1,7 +1,8 @@
 //! Inspection without an appliance: each ext2/3/4 filesystem is mounted alone at `/`
 //! and recognised by the backend-neutral [`probe_root`] (os-release and friends); the
 //! root's fstab is then mapped to this disk's filesystems by `UUID=`, `LABEL=` or
-//! device name (`/dev/vda2` → `/dev/sda2`, as libguestfs names it).
+//! device name (`/dev/vda2` → `/dev/sda2`, `/dev/mapper/VG-LV` → `/dev/VG/LV`, as
+//! libguestfs names them).
 //!
 //! Owns: that mapping and mount_os. An fstab filesystem that is not ext2/3/4 on this
 //! disk (XFS `/boot`, an LV, ...) is not in the OS's mountpoints; mount_os reports it
@@ -9,6 +10,7 @@
 //! Must not: change anything.
 
 use super::guest::NativeGuest;
+use super::lvm::lv_of_mapper_name;
 use crate::guest::probe::{probe_root, FstabEntry};
 use crate::guest::{Family, OsInfo, Result, SkippedMount};
 
@@ -71,11 +73,13 @@ pub fn mount_os(guest: &mut NativeGuest, os: &OsInfo) -> Result<Vec<SkippedMount
         .filter(|e| e.mountpoint != "/")
     {
         if !os.mountpoints.iter().any(|(m, _)| *m == entry.mountpoint) {
+            let reason = unreadable_reason(guest, &entry.spec).unwrap_or_else(|| {
+                "not an ext2/3/4 filesystem the native backend found on this disk".to_owned()
+            });
             skipped.push(SkippedMount {
                 mountpoint: entry.mountpoint.clone(),
                 device: entry.spec.clone(),
-                reason: "not an ext2/3/4 filesystem the native backend found on this disk"
-                    .to_owned(),
+                reason,
             });
         }
     }
@@ -93,10 +97,32 @@ fn device_for(guest: &NativeGuest, entry: &FstabEntry) -> Option<String> {
     } else if let Some(label) = spec.strip_prefix("LABEL=") {
         filesystems.iter().find(|f| f.fs.sb.label == label)
     } else {
-        let device = spec.strip_prefix("/dev/").and_then(disk_partition)?;
+        let device = device_named(spec)?;
         filesystems.iter().find(|f| f.device == device)
     };
     found.map(|f| f.device.clone())
+}
+
+/// Why the native backend cannot read the volume an fstab spec names by device
+/// (`/dev/mapper/VG-LV`, `/dev/VG/LV`, `/dev/vda3`), when discovery recorded it.
+fn unreadable_reason(guest: &NativeGuest, spec: &str) -> Option<String> {
+    let device = device_named(spec)?;
+    let found = guest
+        .discovered()
+        .unreadable
+        .iter()
+        .find(|u| u.device == device)?;
+    Some(format!("{}: {}", found.device, found.reason))
+}
+
+/// The libguestfs name of the device an fstab spec names by path: `/dev/vda2` →
+/// `/dev/sda2`, `/dev/mapper/VG-LV` → `/dev/VG/LV`, `/dev/VG/LV` as it is.
+fn device_named(spec: &str) -> Option<String> {
+    if let Some(mapped) = spec.strip_prefix("/dev/mapper/") {
+        return lv_of_mapper_name(mapped);
+    }
+    let name = spec.strip_prefix("/dev/")?;
+    Some(disk_partition(name).unwrap_or_else(|| spec.to_owned()))
 }
 
 /// `vda1`, `xvda1`, `hda1`, `sda1` → `/dev/sda1`: the only disk is the first one.

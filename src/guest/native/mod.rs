@@ -3,8 +3,9 @@
 //! so no appliance is booted and raw and qcow2 images are handled alike.
 //!
 //! Built bottom-up, one concern per file: [`bytes`] and [`crc`] decode fields and
-//! checksums, [`volume`] is a bounds-checked byte range of the disk, [`partition`]
-//! finds the volumes, [`ext4`] reads ext2/3/4 filesystems on them, [`discover`] names
+//! checksums, [`volume`] is a bounds-checked byte range of the disk (or a list of
+//! them), [`partition`] finds the volumes, [`lvm`] maps linear LVM logical volumes
+//! onto them, [`ext4`] reads ext2/3/4 filesystems on them, [`discover`] names
 //! them as libguestfs does, and [`NativeGuest`] is the `GuestFs` implementation
 //! (inspection, mounts, reads and the edits sysprep makes: they collect in each
 //! filesystem's [`overlay`] and reach the image only through [`commit`], after a
@@ -26,6 +27,7 @@ pub mod ext4;
 pub mod fuzzing;
 mod guest;
 mod inspect;
+pub mod lvm;
 pub mod overlay;
 pub mod partition;
 pub mod volume;

@@ -117,19 +117,30 @@ impl Overlay {
     }
 
     /// The edits as writes to the virtual disk: `(disk byte offset, bytes)`, sorted,
-    /// leaving out blocks whose new content equals what the disk holds.
+    /// leaving out blocks whose new content equals what the disk holds. On a volume
+    /// made of several ranges (an LV) each block goes where the volume maps it.
     pub fn disk_writes(&self, disk: &dyn VirtualDisk) -> Result<Vec<(u64, Vec<u8>)>> {
         let size = u64::from(self.block_size);
         let mut writes = Vec::with_capacity(self.blocks.len());
-        let mut current = vec![0u8; size as usize];
+        let mut current = Vec::new();
         for (&block, data) in &self.blocks {
-            // Inside the volume, which lies inside the disk (Volume::range checked).
-            let at = self.volume.start() + block * size;
-            disk.read_at(&mut current, at)?;
-            if current != *data {
-                writes.push((at, data.clone()));
+            // A block of an LV may straddle two segments: one write per disk run.
+            let mut done = 0usize;
+            for (at, len) in self
+                .volume
+                .disk_ranges(block * size, size, "edited block")?
+            {
+                // len <= block size, so these slices are inside `data`.
+                let new = &data[done..done + len as usize];
+                done += len as usize;
+                current.resize(new.len(), 0);
+                disk.read_at(&mut current, at)?;
+                if current != new {
+                    writes.push((at, new.to_vec()));
+                }
             }
         }
+        writes.sort_unstable_by_key(|(at, _)| *at);
         Ok(writes)
     }
 }

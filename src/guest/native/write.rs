@@ -127,7 +127,40 @@ pub fn block_ids(guest: &NativeGuest) -> Result<Vec<BlockId>> {
         volumes.push((format!("/dev/sda{}", partition.number), range));
     }
     let mut ids = Vec::new();
-    for (device, range) in volumes {
+    for pv in &guest.found.physical_volumes {
+        ids.push(BlockId {
+            kind: BlockKind::PhysicalVolume,
+            device: pv.device.clone(),
+            uuid: pv.label.uuid_text(),
+        });
+    }
+    volumes.retain(|(device, _)| !ids.iter().any(|id| id.device == *device));
+    let mut logical = Vec::new();
+    for vg in &guest.found.volume_groups {
+        ids.push(BlockId {
+            kind: BlockKind::VolumeGroup,
+            device: vg.name.clone(),
+            uuid: vg.uuid.clone(),
+        });
+        for lv in &vg.lvs {
+            // An LV read nowhere would make fs-uuids skip its filesystem silently.
+            let volume = lv
+                .volume
+                .clone()
+                .map_err(|reason| GuestError::NativeUnsupported {
+                    operation: "list the filesystems of",
+                    path: lv.device.clone(),
+                    reason,
+                })?;
+            logical.push((lv.device.clone(), volume));
+        }
+    }
+    let partitions = volumes.into_iter().map(|(device, range)| {
+        let volume = range.map(|(start, len)| Volume::range(disk.clone(), start, len));
+        (device, volume)
+    });
+    let all = partitions.chain(logical.into_iter().map(|(d, v)| (d, Some(Ok(v)))));
+    for (device, volume) in all {
         if let Some(found) = guest.found.filesystems.iter().find(|f| f.device == device) {
             let sb = &found.fs.sb;
             ids.push(BlockId {
@@ -140,8 +173,8 @@ pub fn block_ids(guest: &NativeGuest) -> Result<Vec<BlockId>> {
             });
             continue;
         }
-        let Some((start, len)) = range else { continue };
-        let volume = Volume::range(disk.clone(), start, len).map_err(fail)?;
+        let Some(volume) = volume else { continue };
+        let volume = volume.map_err(fail)?;
         if let Some(signature) =
             probe(&volume, &device).map_err(|e| backend_error("identify", &device, e))?
         {
