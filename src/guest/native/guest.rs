@@ -226,24 +226,6 @@ impl GuestFs for NativeGuest {
             });
         }
         if roots.is_empty() {
-            // The root may be on a volume this backend cannot read (XFS, a thin LV...):
-            // then libguestfs may still find it.
-            if !self.found.unreadable.is_empty() {
-                let volumes: Vec<String> = self
-                    .found
-                    .unreadable
-                    .iter()
-                    .map(|u| format!("{} ({})", u.device, u.reason))
-                    .collect();
-                return Err(GuestError::NativeUnsupported {
-                    operation: "inspect",
-                    path: self.image.display().to_string(),
-                    reason: format!(
-                        "no ext2/3/4 root found, and these volumes cannot be read natively: {}",
-                        volumes.join("; ")
-                    ),
-                });
-            }
             return Err(GuestError::NoOperatingSystem {
                 image: self.image.clone(),
             });
