@@ -288,6 +288,8 @@ fn resumes_and_a_leftover_unfinished_upload_never_make_a_second_image() {
     let (ok, lines, stderr) = migrate(&[&base[..], &["--dry-run"]].concat());
     assert!(ok, "{stderr}");
     let planned = result(&lines)["properties"]["properties"].clone();
+    let later = &result(&lines)["set_after_upload"]["imgferry_verified"];
+    assert!(later.as_str().unwrap().starts_with("sha512:"), "{lines:?}");
     assert!(!work.exists(), "a dry run creates no work dir");
     assert!(
         images_named("c1-target", &moved).is_empty(),

@@ -267,6 +267,7 @@ fn a_dry_run_writes_nothing_and_a_small_work_dir_fails_before_downloading() {
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["properties"]["properties"]["os"], "LINUX");
     assert_eq!(plan["output"]["action"], "none");
+    assert!(plan.get("set_after_upload").is_none(), "no mark on a file");
     assert!(!out.exists() && !work.exists(), "a dry run writes nothing");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 

@@ -20,6 +20,7 @@ use crate::exit::ExitCode;
 use crate::pipeline::glance::GlanceSource;
 use crate::pipeline::glance_target::GlanceTarget;
 use crate::pipeline::local::{FileSource, FileTarget};
+use crate::pipeline::properties::VERIFIED_PROPERTY;
 use crate::pipeline::{
     self, DiskFormat, OutputChoice, PropertyEdits, Request, Source, Stage, Target,
 };
@@ -168,11 +169,23 @@ pub fn run(args: MigrateArgs, flavour: Flavour, output: &Output) -> Result<ExitC
     if args.dry_run {
         let plan = pipeline::plan(&request, source.as_mut(), &reporter)?;
         let mut value = serde_json::to_value(&plan).map_err(Failure::new)?;
+        let mut text = plan_text(&plan, &request);
         if let Some(fields) = value.as_object_mut() {
             fields.insert("dry_run".into(), json!(true));
             fields.insert("work_dir".into(), json!(request.work_dir));
+            if args.to_file.is_none() {
+                // Its value exists only once the uploaded data was verified.
+                let mark = "sha512:<digest of the uploaded data>";
+                fields.insert(
+                    "set_after_upload".into(),
+                    json!({ VERIFIED_PROPERTY: mark }),
+                );
+                text.push_str(&format!(
+                    "once the upload is verified: {VERIFIED_PROPERTY} = {mark}\n"
+                ));
+            }
         }
-        output.result(flavour_name(flavour), value, &plan_text(&plan, &request));
+        output.result(flavour_name(flavour), value, &text);
         return Ok(ExitCode::Success);
     }
     // Ctrl-C/SIGTERM stop between stages and chunks; the state stays resumable and an
