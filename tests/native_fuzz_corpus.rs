@@ -65,3 +65,47 @@ fn ext4_walk_corpus_and_mutations_never_panic() {
         "only {accepted} of {cases} mutants opened"
     );
 }
+
+/// The label sectors, the metadata area header at 4 KiB and the start of its ring.
+fn lvm_pv_hot_ranges(seed: &[u8]) -> Vec<(usize, usize)> {
+    let len = seed.len();
+    vec![
+        (0, 2048.min(len)),
+        (4096.min(len), 4608.min(len)),
+        (4608.min(len), (24 << 10).min(len)),
+    ]
+}
+
+#[test]
+fn lvm_pv_corpus_and_mutations_never_panic() {
+    let (cases, accepted) = replay(&Replay {
+        target: "lvm_pv",
+        hot_ranges: lvm_pv_hot_ranges,
+        run: fuzzing::lvm_pv,
+        budget: Duration::from_secs(3),
+        max_cases: 20_000,
+    });
+    assert!(
+        accepted * 5 >= cases,
+        "only {accepted} of {cases} mutants read"
+    );
+}
+
+fn whole(seed: &[u8]) -> Vec<(usize, usize)> {
+    vec![(0, seed.len())]
+}
+
+#[test]
+fn lvm_text_corpus_and_mutations_never_panic() {
+    let (cases, accepted) = replay(&Replay {
+        target: "lvm_text",
+        hot_ranges: whole,
+        run: fuzzing::lvm_text,
+        budget: Duration::from_secs(2),
+        max_cases: 40_000,
+    });
+    assert!(
+        accepted * 10 >= cases,
+        "only {accepted} of {cases} mutants parsed"
+    );
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::ext4::inode::{InodeKind, ROOT_INO};
 use super::ext4::Ext4;
+use super::lvm;
 use super::partition::read_partition_table;
 use super::Volume;
 use crate::disk::{MemorySource, RawImage};
@@ -62,4 +63,91 @@ pub fn ext4_walk(input: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// Treats `input` as a whole raw disk holding an LVM physical volume: finds its label,
+/// reads the current metadata of its metadata areas (wrapping in the ring) and maps
+/// the LVs of its VG. The checksums the input carries (label CRC, metadata area
+/// header CRC, metadata text checksum) are recomputed first, so mutations reach the
+/// parsers behind them instead of stopping at a checksum. Returns whether a VG was
+/// read.
+pub fn lvm_pv(input: &[u8]) -> bool {
+    let mut bytes = input.to_vec();
+    fix_lvm_checksums(&mut bytes);
+    let source = Arc::new(MemorySource::new(bytes, "fuzz-input.img"));
+    let disk = Arc::new(RawImage::new(source, Path::new("fuzz-input.img")));
+    let Ok(Some(pv)) = lvm::read_pv(&Volume::whole(disk), "/dev/sda") else {
+        return false;
+    };
+    let groups = lvm::volume_groups(std::slice::from_ref(&pv));
+    !groups.is_empty()
+}
+
+/// Parses `input` as an LVM metadata text and reads the VG it describes. Returns
+/// whether the text parsed.
+pub fn lvm_text(input: &[u8]) -> bool {
+    match lvm::text::parse(input) {
+        Ok(top) => {
+            let _ = lvm::vg::from_text(&top);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Rewrites the LVM checksums of a disk image in place (see [`lvm_pv`]).
+fn fix_lvm_checksums(bytes: &mut [u8]) {
+    use super::bytes::{le64, put_le32};
+    use super::crc::{lvm_crc, LVM_INITIAL_CRC};
+    use lvm::mda::MDA_HEADER_SIZE;
+
+    let Some(sector) = (0..4usize).find(|s| bytes.get(s * 512..s * 512 + 8) == Some(b"LABELONE"))
+    else {
+        return;
+    };
+    let Some(label) = bytes.get_mut(sector * 512..sector * 512 + 512) else {
+        return;
+    };
+    let crc = lvm_crc(LVM_INITIAL_CRC, &label[20..]);
+    put_le32(label, 16, crc);
+    let Ok(label) = lvm::label::parse(label, sector as u64) else {
+        return;
+    };
+    for area in label.metadata_areas {
+        let header_len = MDA_HEADER_SIZE as usize;
+        let Some(start) = usize::try_from(area.offset).ok() else {
+            continue;
+        };
+        let Some(header) = start
+            .checked_add(header_len)
+            .and_then(|end| bytes.get(start..end))
+        else {
+            continue;
+        };
+        let (size, offset, len) = (le64(header, 32), le64(header, 40), le64(header, 48));
+        // The text, wrapping after the area's end to just past its header.
+        let mut text = Vec::new();
+        let ring = size.saturating_sub(MDA_HEADER_SIZE);
+        if offset < size && len <= ring && len <= 1 << 20 {
+            for i in 0..len {
+                let mut at = offset + i;
+                if at >= size {
+                    at = at - size + MDA_HEADER_SIZE;
+                }
+                let Some(&byte) = usize::try_from(area.offset.saturating_add(at))
+                    .ok()
+                    .and_then(|at| bytes.get(at))
+                else {
+                    break;
+                };
+                text.push(byte);
+            }
+        }
+        let header = &mut bytes[start..start + header_len];
+        if text.len() as u64 == len && len > 0 {
+            put_le32(header, 56, lvm_crc(LVM_INITIAL_CRC, &text));
+        }
+        let crc = lvm_crc(LVM_INITIAL_CRC, &header[4..]);
+        put_le32(header, 0, crc);
+    }
 }

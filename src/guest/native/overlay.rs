@@ -181,6 +181,25 @@ mod tests {
     }
 
     #[test]
+    fn edits_of_a_volume_made_of_ranges_go_where_it_maps_them() {
+        let (_, disk) = overlay();
+        // Volume bytes [0, 1536) are disk [6144, 7680), then [7680, ..) is disk [512, 2560).
+        let volume = Volume::mapped(disk.clone(), &[(6144, 1536), (512, 2048)]).unwrap();
+        let mut overlay = Overlay::new(volume, 1024);
+        overlay.write_at(1020, &[0xaa; 600], "test").unwrap();
+        assert_eq!(overlay.read_vec(1020, 600, "test").unwrap(), [0xaa; 600]);
+        let writes = overlay.disk_writes(disk.as_ref()).unwrap();
+        let runs: Vec<(u64, usize)> = writes.iter().map(|(at, data)| (*at, data.len())).collect();
+        // Block 0 whole in the first range; block 1 straddles: 512 bytes at its end,
+        // 512 at the start of the second range.
+        assert_eq!(runs, [(512, 512), (6144, 1024), (7168, 512)]);
+        assert_eq!(writes[1].1[1020..], [0xaa; 4]);
+        assert_eq!(writes[2].1[..], [0xaa; 512]);
+        assert_eq!(writes[0].1[..84], [0xaa; 84]);
+        assert_eq!(writes[0].1[84], (512 + 84) as u8);
+    }
+
+    #[test]
     fn unchanged_blocks_are_not_written() {
         let (mut overlay, disk) = overlay();
         let same = overlay.read_vec(100, 10, "test").unwrap();

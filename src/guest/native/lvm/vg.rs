@@ -225,3 +225,154 @@ fn linear_layout(lv: &Section, pvs: &[PvEntry]) -> std::result::Result<Vec<Run>,
     }
     Ok(runs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::text::parse;
+    use super::*;
+
+    fn segment(start: u64, count: u64, body: &str) -> String {
+        format!("segment{start} {{\nstart_extent = {start}\nextent_count = {count}\n{body}\n}}\n")
+    }
+
+    fn linear(start: u64, count: u64, pv: &str, pe: u64) -> String {
+        let body = format!("type = \"striped\"\nstripe_count = 1\nstripes = [\"{pv}\", {pe}]");
+        segment(start, count, &body)
+    }
+
+    fn lv(name: &str, status: &str, segments: &[String]) -> String {
+        format!(
+            "{name} {{\nid = \"{name}-id\"\nstatus = [{status}]\n{}}}\n",
+            segments.concat()
+        )
+    }
+
+    fn vg_text(vg_status: &str, lvs: &[String]) -> String {
+        format!(
+            "vg0 {{\nid = \"vg-id\"\nseqno = 7\nstatus = [{vg_status}]\nextent_size = 8192\n\
+             physical_volumes {{\npv0 {{\nid = \"aaaaaa-bbbb-cccc-dddd-eeee-ffff-gggggg\"\n\
+             pe_start = 2048\npe_count = 100\n}}\n}}\nlogical_volumes {{\n{}}}\n}}\n\
+             contents = \"Text Format Volume Group\"\nversion = 1\n",
+            lvs.concat()
+        )
+    }
+
+    fn read(text: &str) -> VgMetadata {
+        from_text(&parse(text.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn layout<'v>(vg: &'v VgMetadata, name: &str) -> &'v std::result::Result<Vec<Run>, String> {
+        &vg.lvs.iter().find(|lv| lv.name == name).unwrap().layout
+    }
+
+    const VISIBLE: &str = "\"READ\", \"WRITE\", \"VISIBLE\"";
+
+    #[test]
+    fn linear_lvs_map_and_the_rest_keep_a_reason() {
+        let text = vg_text(
+            "\"RESIZEABLE\", \"READ\", \"WRITE\"",
+            &[
+                // Segments listed out of order: sorted by start_extent.
+                lv(
+                    "two",
+                    VISIBLE,
+                    &[linear(2, 3, "pv0", 20), linear(0, 2, "pv0", 8)],
+                ),
+                lv(
+                    "thin",
+                    VISIBLE,
+                    &[segment(0, 1, "type = \"thin\"\nthin_pool = \"pool\"")],
+                ),
+                lv("raid", VISIBLE, &[segment(0, 1, "type = \"raid1\"")]),
+                lv(
+                    "wide",
+                    VISIBLE,
+                    &[segment(
+                        0,
+                        2,
+                        "type = \"striped\"\nstripe_count = 2\nstripes = [\"pv0\", 0, \"pv0\", 50]",
+                    )],
+                ),
+                lv(
+                    "gap",
+                    VISIBLE,
+                    &[linear(0, 1, "pv0", 0), linear(2, 1, "pv0", 1)],
+                ),
+                lv("past", VISIBLE, &[linear(0, 10, "pv0", 95)]),
+                lv("elsewhere", VISIBLE, &[linear(0, 1, "pv9", 0)]),
+                lv("origin", VISIBLE, &[linear(0, 1, "pv0", 60)]),
+                lv("cow", VISIBLE, &[linear(0, 1, "pv0", 61)]),
+                lv(
+                    "snapshot0",
+                    "\"READ\"",
+                    &[segment(
+                        0,
+                        1,
+                        "type = \"snapshot\"\norigin = \"origin\"\ncow_store = \"cow\"",
+                    )],
+                ),
+                lv("hidden", "\"READ\", \"WRITE\"", &[linear(0, 1, "pv0", 70)]),
+            ],
+        );
+        let vg = read(&text);
+        assert_eq!(
+            (vg.name.as_str(), vg.seqno, vg.extent_size),
+            ("vg0", 7, 8192)
+        );
+        assert_eq!(vg.pvs[0].uuid, "aaaaaabbbbccccddddeeeeffffgggggg");
+        assert_eq!(vg.refused, None);
+        assert_eq!(
+            layout(&vg, "two").as_ref().unwrap(),
+            &[
+                Run {
+                    pv: "pv0".into(),
+                    pe: 8,
+                    extents: 2
+                },
+                Run {
+                    pv: "pv0".into(),
+                    pe: 20,
+                    extents: 3
+                },
+            ]
+        );
+        for (name, reason) in [
+            ("thin", "\"thin\""),
+            ("raid", "\"raid1\""),
+            ("wide", "several PVs"),
+            ("gap", "not contiguous"),
+            ("past", "runs past"),
+            ("elsewhere", "pv9"),
+            ("origin", "origin of snapshot snapshot0"),
+            ("cow", "copy-on-write store of snapshot snapshot0"),
+        ] {
+            let err = layout(&vg, name).as_ref().unwrap_err();
+            assert!(err.contains(reason), "{name}: {err}");
+        }
+        assert!(
+            !vg.lvs
+                .iter()
+                .find(|lv| lv.name == "hidden")
+                .unwrap()
+                .visible
+        );
+    }
+
+    #[test]
+    fn exported_or_clustered_vgs_are_refused_and_bad_ones_are_errors() {
+        let exported = read(&vg_text("\"READ\", \"WRITE\", \"EXPORTED\"", &[]));
+        assert!(exported.refused.unwrap().contains("exported"));
+        let text = vg_text("\"READ\", \"WRITE\"", &[])
+            .replace("seqno = 7", "seqno = 7\nlock_type = \"sanlock\"");
+        assert!(read(&text).refused.unwrap().contains("shared"));
+        let no_extent = vg_text("\"READ\"", &[]).replace("extent_size = 8192", "extent_size = 0");
+        assert!(from_text(&parse(no_extent.as_bytes()).unwrap()).is_err());
+        let two = format!(
+            "{}{}",
+            vg_text("\"READ\"", &[]),
+            vg_text("\"READ\"", &[]).replace("vg0", "vg1")
+        );
+        assert!(from_text(&parse(two.as_bytes()).unwrap()).is_err());
+        assert!(from_text(&parse(b"contents = \"x\"").unwrap()).is_err());
+    }
+}
