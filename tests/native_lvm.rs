@@ -7,6 +7,10 @@
 //!   inspection, the same full file listing (modes, symlinks, sha256 of every file)
 //!   and the same filesystem, PV and VG UUIDs as the native backend, and e2fsck -fn
 //!   in the appliance finds every filesystem clean;
+//! - sysprep (`all` but the random UUID operations, a new hostname) of that fixture,
+//!   native on one qcow2 copy and libguestfs on another: the same changes reported,
+//!   the same resulting listing, and every ext filesystem of the native result (LVs
+//!   copied out through the native mapping) e2fsck -fn clean;
 //! - the centos7 and rocky9 sysprep fixtures (XFS on LVM): the PV, VG and LV UUIDs
 //!   listed natively equal what libguestfs recorded when they were built, and
 //!   inspection says the native backend cannot read their root (so sysprep falls
@@ -22,6 +26,9 @@ use std::process::Command;
 use imgferry::guest::libguestfs::{Access, Session};
 use imgferry::guest::native::NativeGuest;
 use imgferry::guest::{BlockId, BlockKind, GuestError, GuestFs, GuestFsExt, OsInfo};
+use imgferry::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
+use imgferry::report::SilentReporter;
+use imgferry::sysprep::{self, Hostname, Options, Words};
 use native_support::{open_disk, to_raw};
 use serde_json::Value;
 use sysprep_support::{differences, listing, Listing};
@@ -308,5 +315,68 @@ fn xfs_on_lvm_fixtures_list_their_uuids_and_fall_back_for_inspection() {
             matches!(err, GuestError::NativeUnsupported { .. }) && err.to_string().contains(&root),
             "{name}: {err}"
         );
+    }
+}
+
+fn sysprep_with(image: &Path, backend: BackendChoice) -> BackendRun {
+    let options = Options {
+        operations: sysprep::select(&[Words::Operations("all,-fs-uuids,-lvm-uuids".into())])
+            .unwrap(),
+        hostname: Some(Hostname::parse("clone-07.example.net").unwrap()),
+        ..Options::default()
+    };
+    run_on_image(image, &options, backend, &SilentReporter)
+        .unwrap_or_else(|e| panic!("sysprep with {backend:?}: {e}"))
+}
+
+fn change_lines(run: &BackendRun) -> BTreeSet<String> {
+    run.reports
+        .iter()
+        .flat_map(|r| &r.changes)
+        .map(|c| format!("{} {} [{}]", c.action.name(), c.path, c.operation))
+        .collect()
+}
+
+#[test]
+fn native_sysprep_of_a_root_on_lvm_equals_libguestfs() {
+    let (fixture, _) = lvm_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let native = dir.path().join("native.qcow2");
+    let appliance = dir.path().join("appliance.qcow2");
+    std::fs::copy(&fixture, &native).unwrap();
+    std::fs::copy(&fixture, &appliance).unwrap();
+
+    let ran = sysprep_with(&native, BackendChoice::Native);
+    assert_eq!(ran.backend, "native");
+    assert!(ran.committed && ran.changes() >= 5, "{}", ran.changes());
+    let reference = sysprep_with(&appliance, BackendChoice::Libguestfs);
+    assert_eq!(change_lines(&ran), change_lines(&reference));
+    let (os, native_result) = native_view(&native);
+    assert_eq!(os.hostname, "clone-07.example.net");
+    let (_, libguestfs_result) = native_view(&appliance);
+    assert_eq!(
+        differences(&native_result, &libguestfs_result),
+        BTreeSet::new(),
+        "the native and libguestfs results differ"
+    );
+
+    // Every ext filesystem of the native result, copied out through the LV mapping
+    // (checked against libguestfs's device-mapper above), checks clean.
+    let guest = NativeGuest::open(open_disk(&native), &native).unwrap();
+    let found = &guest.discovered().filesystems;
+    assert_eq!(found.len(), 3);
+    for filesystem in found {
+        let volume = filesystem.fs.overlay().volume();
+        let copy = dir.path().join("fs.img");
+        let mut out = std::fs::File::create(&copy).unwrap();
+        let mut at = 0;
+        while at < volume.len() {
+            let chunk = (volume.len() - at).min(1 << 20);
+            let data = volume.read_vec(at, chunk as usize, "test").unwrap();
+            std::io::Write::write_all(&mut out, &data).unwrap();
+            at += chunk;
+        }
+        drop(out);
+        native_support::run("e2fsck", &["-fn", native_support::arg(&copy)]);
     }
 }
