@@ -11,6 +11,8 @@
 //!   native on one qcow2 copy and libguestfs on another: the same changes reported,
 //!   the same resulting listing, and every ext filesystem of the native result (LVs
 //!   copied out through the native mapping) e2fsck -fn clean;
+//! - lvm-uuids natively is a native limitation (so `auto` falls back) and leaves the
+//!   image byte-identical, after the machine-id edit it planned;
 //! - the centos7 and rocky9 sysprep fixtures (XFS on LVM): the PV, VG and LV UUIDs
 //!   listed natively equal what libguestfs recorded when they were built, and
 //!   inspection says the native backend cannot read their root (so sysprep falls
@@ -379,4 +381,24 @@ fn native_sysprep_of_a_root_on_lvm_equals_libguestfs() {
         drop(out);
         native_support::run("e2fsck", &["-fn", native_support::arg(&copy)]);
     }
+}
+
+#[test]
+fn lvm_uuids_is_a_native_limitation_that_leaves_the_image_untouched() {
+    let (fixture, _) = lvm_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("native.qcow2");
+    std::fs::copy(&fixture, &image).unwrap();
+    let before = std::fs::read(&image).unwrap();
+    let options = Options {
+        operations: sysprep::select(&[Words::Operations("machine-id,lvm-uuids".into())]).unwrap(),
+        ..Options::default()
+    };
+    let err = run_on_image(&image, &options, BackendChoice::Native, &SilentReporter)
+        .expect_err("lvm-uuids is not done natively");
+    assert!(err.is_native_limitation(), "{err}");
+    assert!(
+        std::fs::read(&image).unwrap() == before,
+        "the image changed"
+    );
 }

@@ -374,4 +374,14 @@ impl GuestFs for NativeGuest {
     fn set_fs_uuid(&mut self, device: &str, uuid: &str) -> Result<()> {
         super::write::set_fs_uuid(self, device, uuid)
     }
+
+    fn renew_lvm_uuids(&mut self) -> Result<()> {
+        // A native limitation, not a failure: `--backend auto` hands the untouched
+        // image to libguestfs, which runs pvchange -u / vgchange -u.
+        Err(GuestError::NativeUnsupported {
+            operation: "renew the LVM UUIDs of",
+            path: self.image.display().to_string(),
+            reason: "new PV and VG UUIDs are written by LVM's tools in the appliance".to_owned(),
+        })
+    }
 }
