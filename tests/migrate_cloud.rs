@@ -254,6 +254,12 @@ fn c1_to_c2_with_a_new_hostname_gives_one_clean_image_with_the_expected_properti
     assert_eq!(again["target"]["id"], id.as_str());
     assert_eq!(again["target_reused"], true);
     assert!(again["download"].is_null(), "nothing downloaded: {again}");
+    assert_eq!(
+        again["output"]["sha512"],
+        sha512.as_str(),
+        "the verified digest"
+    );
+    assert_eq!(again["output"]["bytes"], data.len() as u64);
     assert_eq!(images_named("c2-target", &moved).len(), 1);
     drop(guard);
 }

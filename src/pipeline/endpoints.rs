@@ -99,6 +99,10 @@ pub struct TargetImage {
     pub location: String,
     /// Glance's status (`queued`, `saving`, `active`, ...); `active` for a finished file.
     pub status: String,
+    /// The digests an earlier run verified the image's data against (from its
+    /// verification mark and Glance's record), for an image found rather than made.
+    #[serde(default)]
+    pub verified_digests: Option<FileDigests>,
 }
 
 /// Where an image goes.

@@ -37,10 +37,24 @@ impl GlanceTarget {
         } else {
             image.status.clone()
         };
+        let mark = image
+            .properties
+            .get(VERIFIED_PROPERTY)
+            .and_then(Value::as_str)
+            .and_then(|mark| mark.strip_prefix("sha512:"));
+        let verified_digests = match (verified(image), mark, image.size) {
+            (true, Some(sha512), Some(bytes)) => Some(FileDigests {
+                bytes,
+                md5: image.checksum.clone(),
+                sha512: sha512.to_owned(),
+            }),
+            _ => None,
+        };
         TargetImage {
             id: image.id.clone(),
             location: self.glance.session().cloud().to_owned(),
             status,
+            verified_digests,
         }
     }
 }

@@ -90,6 +90,8 @@ impl FileTarget {
             id: self.path.display().to_string(),
             location: FILE_LOCATION.to_owned(),
             status: status.to_owned(),
+            // A file found is not hashed again to report its digests.
+            verified_digests: None,
         }
     }
 }

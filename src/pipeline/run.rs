@@ -401,6 +401,7 @@ fn run_stage(
                 if let Some(found) = target.find_existing(&spec)? {
                     if found.status == "active" {
                         reporter.event(found_event(&found));
+                        state.output = found.verified_digests.clone();
                         state.target = Some(found);
                         state.target_reused = true;
                     }
@@ -480,6 +481,7 @@ fn upload_stage(
     if let Some(found) = target.find_existing(&spec)? {
         if found.status == "active" {
             reporter.event(found_event(&found));
+            state.output = found.verified_digests.clone();
             state.target = Some(found);
             state.target_reused = true;
             return Ok(());
