@@ -371,9 +371,15 @@ fn native_dry_run_failures_and_refusals_leave_the_image_byte_identical() {
     // What the native backend does not handle: exit 1 saying why, nothing changed.
     let xfs_lvm = fixture("centos7").standalone_copy(dir.path(), "refused");
     let with_backing = debian.copy(dir.path(), "backing");
+    // A filesystem a crashed VM left needing journal recovery (the flag set by debugfs).
+    let dirty = debian.standalone_copy(dir.path(), "dirty");
+    let root = ext_filesystems(&dirty).remove(0);
+    run("debugfs", &["-w", "-R", "feature needs_recovery", &root]);
+    let dirty = dirty.with_extension("raw");
     for (refused, why) in [
         (&xfs_lvm, "no OS root on an ext2/3/4 filesystem"),
         (&with_backing, "backing file"),
+        (&dirty, "journal recovery"),
     ] {
         let sha = sha256_file(refused);
         let out = common::run(

@@ -238,6 +238,21 @@ impl GuestFs for NativeGuest {
         if !self.whole_guest {
             return Ok(skipped);
         }
+        // Its content on disk may be stale until the journal is replayed: even a
+        // read-only plan could be wrong.
+        if let Some((mountpoint, _)) = self
+            .mounts
+            .iter()
+            .find(|(_, index)| self.found.filesystems[*index].fs.needs_recovery())
+        {
+            return Err(GuestError::NativeUnsupported {
+                operation: "mount",
+                path: mountpoint.clone(),
+                reason: "the filesystem needs journal recovery (it was not unmounted cleanly), \
+                         which the native backend does not replay yet"
+                    .to_owned(),
+            });
+        }
         self.fenced = skipped
             .into_iter()
             .map(|s| (s.mountpoint, format!("{}: {}", s.device, s.reason)))
