@@ -2,17 +2,15 @@
 //! the oracle:
 //! - the lvm-ext4 fixture (scripts/make-lvm-fixture: VG centos with an ext4 root LV
 //!   and a two-segment ext4 LV at /srv, fstab by /dev/mapper names): the LVs natively
-//!   found equal `lvs`, with libguestfs's sizes; native edits on both LVs are
-//!   committed, then ONE libguestfs session on the edited image sees the same
-//!   inspection, the same full file listing (modes, symlinks, sha256 of every file)
+//!   found equal `lvs`, with libguestfs's sizes; native edits on both LVs and new PV
+//!   and VG UUIDs are committed, then ONE libguestfs session on the edited image sees
+//!   the same inspection, the same full file listing (modes, symlinks, sha256 of every file)
 //!   and the same filesystem, PV and VG UUIDs as the native backend, and e2fsck -fn
 //!   in the appliance finds every filesystem clean;
-//! - sysprep (`all` but the random UUID operations, a new hostname) of that fixture,
+//! - sysprep (`all` but fs-uuids, a new hostname) of that fixture,
 //!   native on one qcow2 copy and libguestfs on another: the same changes reported,
 //!   the same resulting listing, and every ext filesystem of the native result (LVs
 //!   copied out through the native mapping) e2fsck -fn clean;
-//! - lvm-uuids natively is a native limitation (so `auto` falls back) and leaves the
-//!   image byte-identical, after the machine-id edit it planned;
 //! - the centos7 and rocky9 sysprep fixtures (XFS on LVM): the PV, VG and LV UUIDs
 //!   listed natively equal what libguestfs recorded when they were built, and
 //!   inspection says the native backend cannot read their root (so sysprep falls
@@ -170,6 +168,16 @@ fn edit_natively(image: &Path) {
             .any(|(at, _)| *at >= second && *at < second + len),
         "no write in {runs:?}"
     );
+    // lvm-uuids: new PV and VG UUIDs, listed at once, committed with the edits.
+    let old_ids = guest.block_ids().unwrap();
+    guest.renew_lvm_uuids().unwrap();
+    let new_ids = guest.block_ids().unwrap();
+    assert_eq!(old_ids.len(), new_ids.len());
+    for (old, new) in old_ids.iter().zip(&new_ids) {
+        let lvm = matches!(old.kind, BlockKind::PhysicalVolume | BlockKind::VolumeGroup);
+        assert_eq!((&old.kind, &old.device), (&new.kind, &new.device));
+        assert_eq!(old.uuid != new.uuid, lvm, "{old:?} -> {new:?}");
+    }
     let report = guest.commit().unwrap();
     assert!(report.guest_bytes > 0, "{report:?}");
 }
@@ -247,14 +255,17 @@ fn native_reads_and_edits_on_lvs_match_libguestfs() {
         "the native and libguestfs listings differ"
     );
     assert_eq!(ids_set(&native_ids), ids_set(&libguestfs_ids));
+    // LVM in the appliance reads the renewed PV and VG (and activates its LVs).
     assert!(native_ids
         .iter()
         .any(|id| id.kind == BlockKind::PhysicalVolume
             && id.device == "/dev/sda2"
-            && id.uuid == facts["lvm"]["pv_uuid"]));
+            && id.uuid.len() == 38
+            && id.uuid != facts["lvm"]["pv_uuid"]));
     assert!(native_ids.iter().any(|id| id.kind == BlockKind::VolumeGroup
         && id.device == "centos"
-        && id.uuid == facts["lvm"]["vg_uuid"]));
+        && id.uuid.len() == 38
+        && id.uuid != facts["lvm"]["vg_uuid"]));
     let checked: BTreeSet<&str> = checks
         .iter()
         .filter(|c| c.clean.is_some())
@@ -322,8 +333,7 @@ fn xfs_on_lvm_fixtures_list_their_uuids_and_fall_back_for_inspection() {
 
 fn sysprep_with(image: &Path, backend: BackendChoice) -> BackendRun {
     let options = Options {
-        operations: sysprep::select(&[Words::Operations("all,-fs-uuids,-lvm-uuids".into())])
-            .unwrap(),
+        operations: sysprep::select(&[Words::Operations("all,-fs-uuids".into())]).unwrap(),
         hostname: Some(Hostname::parse("clone-07.example.net").unwrap()),
         ..Options::default()
     };
@@ -381,24 +391,4 @@ fn native_sysprep_of_a_root_on_lvm_equals_libguestfs() {
         drop(out);
         native_support::run("e2fsck", &["-fn", native_support::arg(&copy)]);
     }
-}
-
-#[test]
-fn lvm_uuids_is_a_native_limitation_that_leaves_the_image_untouched() {
-    let (fixture, _) = lvm_fixture();
-    let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("native.qcow2");
-    std::fs::copy(&fixture, &image).unwrap();
-    let before = std::fs::read(&image).unwrap();
-    let options = Options {
-        operations: sysprep::select(&[Words::Operations("machine-id,lvm-uuids".into())]).unwrap(),
-        ..Options::default()
-    };
-    let err = run_on_image(&image, &options, BackendChoice::Native, &SilentReporter)
-        .expect_err("lvm-uuids is not done natively");
-    assert!(err.is_native_limitation(), "{err}");
-    assert!(
-        std::fs::read(&image).unwrap() == before,
-        "the image changed"
-    );
 }

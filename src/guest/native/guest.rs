@@ -27,6 +27,9 @@ pub struct NativeGuest {
     pub(super) mounts: Vec<(String, usize)>,
     /// Why the pending edits must not be committed (an edit failed midway).
     pub(super) poisoned: Option<String>,
+    /// The writes of renewed LVM UUIDs (see [`super::lvm_uuids`]), committed with
+    /// the filesystems' edits.
+    pub(super) lvm_writes: Vec<super::lvm::renew::DiskWrite>,
     /// Whether what this backend cannot see is a native limitation rather than
     /// something to skip (see [`NativeGuest::require_whole_guest`]).
     pub(super) whole_guest: bool,
@@ -81,6 +84,7 @@ impl NativeGuest {
             found,
             mounts: Vec::new(),
             poisoned: None,
+            lvm_writes: Vec::new(),
             whole_guest: false,
             fenced: Vec::new(),
         })
@@ -391,12 +395,6 @@ impl GuestFs for NativeGuest {
     }
 
     fn renew_lvm_uuids(&mut self) -> Result<()> {
-        // A native limitation, not a failure: `--backend auto` hands the untouched
-        // image to libguestfs, which runs pvchange -u / vgchange -u.
-        Err(GuestError::NativeUnsupported {
-            operation: "renew the LVM UUIDs of",
-            path: self.image.display().to_string(),
-            reason: "new PV and VG UUIDs are written by LVM's tools in the appliance".to_owned(),
-        })
+        self.renew_lvm()
     }
 }

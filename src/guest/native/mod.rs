@@ -28,6 +28,7 @@ pub mod fuzzing;
 mod guest;
 mod inspect;
 pub mod lvm;
+mod lvm_uuids;
 pub mod overlay;
 pub mod partition;
 pub mod volume;

@@ -94,6 +94,7 @@ impl NativeGuest {
                     .map_err(check)?,
             );
         }
+        writes.extend(self.lvm_writes.iter().cloned());
         Ok(writes)
     }
 

@@ -21,14 +21,29 @@ pub const MAX_METADATA_BYTES: u64 = 16 << 20;
 /// `raw_locn` flag: this PV's copy of the metadata is to be ignored.
 const RAW_LOCN_IGNORED: u32 = 1;
 
-/// The current metadata text of one metadata area, when it holds one.
-pub fn read_metadata(volume: &Volume, area: Area) -> Result<Option<Vec<u8>>> {
+/// A metadata area as read: where it lies, its header, and its current text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataArea {
+    pub area: Area,
+    /// The [`MDA_HEADER_SIZE`] bytes of its header.
+    pub header: Vec<u8>,
+    /// The current text and its offset in the area (`None`: none, or ignored).
+    pub current: Option<(u64, Vec<u8>)>,
+}
+
+/// Reads the metadata area at `area` of the PV `volume`.
+pub fn read_area(volume: &Volume, area: Area) -> Result<MetadataArea> {
     let header = volume.read_vec(area.offset, MDA_HEADER_SIZE as usize, "LVM metadata area")?;
     let (start, size, locn) = parse_header(&header, area)?;
-    let Some((offset, len, checksum)) = locn else {
-        return Ok(None);
+    let current = match locn {
+        Some(locn) => Some((locn.0, read_text(volume, start, size, locn)?)),
+        None => None,
     };
-    read_text(volume, start, size, (offset, len, checksum)).map(Some)
+    Ok(MetadataArea {
+        area,
+        header,
+        current,
+    })
 }
 
 /// Where the text lies: `(offset in the area, length, checksum)`.
@@ -160,9 +175,9 @@ mod tests {
     fn text_is_read_across_the_wrap() {
         let text: Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
         let (volume, area) = area_with(&text, 512);
-        assert_eq!(read_metadata(&volume, area).unwrap().unwrap(), text);
+        assert_eq!(read_area(&volume, area).unwrap().current.unwrap().1, text);
         let (volume, area) = area_with(&text, 4000);
-        assert_eq!(read_metadata(&volume, area).unwrap().unwrap(), text);
+        assert_eq!(read_area(&volume, area).unwrap().current.unwrap().1, text);
     }
 
     #[test]
@@ -174,7 +189,7 @@ mod tests {
         bytes[512 + 600] ^= 1;
         let source = Arc::new(MemorySource::new(bytes, "mem.img"));
         let disk: Arc<dyn VirtualDisk> = Arc::new(RawImage::new(source, Path::new("mem.img")));
-        let err = read_metadata(&Volume::whole(disk), area).unwrap_err();
+        let err = read_area(&Volume::whole(disk), area).unwrap_err();
         assert!(matches!(err, NativeError::Checksum { .. }), "{err}");
         // A location past the area.
         let header = volume.read_vec(512, 512, "test").unwrap();

@@ -6,11 +6,13 @@
 //! Owns the assembly: the newest metadata (highest `seqno`) of each VG wins, each of
 //! its PVs is matched by UUID to a PV found on this disk, and each LV either becomes
 //! a volume or keeps the reason it cannot (thin, RAID, snapshot, a missing PV...).
-//! Must not: write anything, or decide whether an unreadable LV matters (the backend
-//! falls back only when sysprep would need it).
+//! [`renew`] computes the writes of new PV and VG UUIDs. Must not: write anything, or
+//! decide whether an unreadable LV matters (the backend falls back only when sysprep
+//! would need it).
 
 pub mod label;
 pub mod mda;
+pub mod renew;
 pub mod text;
 pub mod vg;
 
@@ -27,8 +29,18 @@ pub struct PhysicalVolume {
     pub device: String,
     pub volume: Volume,
     pub label: PvLabel,
-    /// The VG metadata its metadata areas hold (`None`: no area, or none in use).
-    pub metadata: Option<VgMetadata>,
+    /// The VG metadata its metadata areas hold (`None`: no area, or none in use),
+    /// and the text it was read from.
+    pub metadata: Option<(VgMetadata, Vec<u8>)>,
+    /// The metadata areas that could be read, with their current text.
+    pub areas: Vec<mda::MetadataArea>,
+}
+
+impl PhysicalVolume {
+    /// The VG metadata, when the PV holds some.
+    pub fn vg(&self) -> Option<&VgMetadata> {
+        self.metadata.as_ref().map(|(vg, _)| vg)
+    }
 }
 
 /// Reads the PV on `volume`, if it is one: its label and its newest metadata.
@@ -38,20 +50,27 @@ pub fn read_pv(volume: &Volume, device: &str) -> Result<Option<PhysicalVolume>> 
     let Some(label) = label::find(volume)? else {
         return Ok(None);
     };
-    let mut metadata: Option<VgMetadata> = None;
+    let mut metadata: Option<(VgMetadata, Vec<u8>)> = None;
+    let mut areas = Vec::new();
     let mut failure = None;
     for &area in &label.metadata_areas {
-        let found = mda::read_metadata(volume, area).and_then(|text| {
-            text.map(|t| text::parse(&t).and_then(|top| vg::from_text(&top)))
-                .transpose()
-        });
-        match found {
-            Ok(Some(vg)) if metadata.as_ref().is_none_or(|m| vg.seqno > m.seqno) => {
-                metadata = Some(vg);
+        let read = match mda::read_area(volume, area) {
+            Ok(read) => read,
+            Err(err) => {
+                failure = Some(err);
+                continue;
             }
-            Ok(_) => {}
-            Err(err) => failure = Some(err),
+        };
+        if let Some((_, text)) = &read.current {
+            match text::parse(text).and_then(|top| vg::from_text(&top)) {
+                Ok(vg) if metadata.as_ref().is_none_or(|(m, _)| vg.seqno > m.seqno) => {
+                    metadata = Some((vg, text.clone()));
+                }
+                Ok(_) => {}
+                Err(err) => failure = Some(err),
+            }
         }
+        areas.push(read);
     }
     if let (None, Some(err)) = (&metadata, failure) {
         return Err(err);
@@ -61,6 +80,7 @@ pub fn read_pv(volume: &Volume, device: &str) -> Result<Option<PhysicalVolume>> 
         volume: volume.clone(),
         label,
         metadata,
+        areas,
     }))
 }
 
@@ -84,7 +104,7 @@ pub struct VolumeGroup {
 /// The VGs the PVs of this disk hold, each from its newest metadata, sorted by name.
 pub fn volume_groups(pvs: &[PhysicalVolume]) -> Vec<VolumeGroup> {
     let mut newest: Vec<&VgMetadata> = Vec::new();
-    for metadata in pvs.iter().filter_map(|pv| pv.metadata.as_ref()) {
+    for metadata in pvs.iter().filter_map(PhysicalVolume::vg) {
         match newest.iter_mut().find(|m| m.uuid == metadata.uuid) {
             Some(known) if known.seqno >= metadata.seqno => {}
             Some(known) => *known = metadata,
