@@ -148,16 +148,19 @@ fn map_runs(
             .iter()
             .find(|p| p.key == run.pv)
             .ok_or_else(|| format!("{} is not listed in the VG", run.pv))?;
-        let pv = pvs
-            .iter()
-            .find(|pv| pv.label.uuid == entry.uuid)
-            .ok_or_else(|| {
-                format!(
-                    "its PV {} ({}) is not on this disk",
-                    run.pv,
-                    label::dashed_uuid(&entry.uuid)
-                )
-            })?;
+        let mut holders = pvs.iter().filter(|pv| pv.label.uuid == entry.uuid);
+        let uuid = label::dashed_uuid(&entry.uuid);
+        let pv = match (holders.next(), holders.next()) {
+            (Some(pv), None) => pv,
+            (None, _) => return Err(format!("its PV {} ({uuid}) is not on this disk", run.pv)),
+            // LVM itself picks one of duplicates; an edit through the other is lost.
+            (Some(a), Some(b)) => {
+                return Err(format!(
+                    "its PV {} ({uuid}) is on {} and {} both",
+                    run.pv, a.device, b.device
+                ))
+            }
+        };
         let offset = run
             .pe
             .checked_mul(extent_bytes)
@@ -213,7 +216,73 @@ pub fn lv_of_mapper_name(mapped: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::lv_of_mapper_name;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::disk::{MemorySource, RawImage, VirtualDisk};
+
+    /// The lvm-ext4 fixture's PV (its first 64 KiB, from the fuzz corpus),
+    /// copied to byte `start` of a disk image.
+    fn pv_at(disk_bytes: &mut Vec<u8>, start: usize) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/lvm_pv/lvm-ext4-pv.img"
+        );
+        let pv = std::fs::read(path).unwrap();
+        disk_bytes[start..start + pv.len()].copy_from_slice(&pv);
+    }
+
+    fn read(bytes: Vec<u8>, ranges: &[(&str, u64)]) -> Vec<PhysicalVolume> {
+        let source = Arc::new(MemorySource::new(bytes, "disk.img"));
+        let disk: Arc<dyn VirtualDisk> = Arc::new(RawImage::new(source, Path::new("disk.img")));
+        ranges
+            .iter()
+            .map(|(device, start)| {
+                let volume = Volume::range(disk.clone(), *start, 64 << 10).unwrap();
+                read_pv(&volume, device).unwrap().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lvs_on_a_missing_or_duplicated_pv_keep_a_reason() {
+        let mut bytes = vec![0u8; 256 << 10];
+        pv_at(&mut bytes, 0);
+        pv_at(&mut bytes, 128 << 10);
+        let twice = read(bytes, &[("/dev/sda1", 0), ("/dev/sda2", 128 << 10)]);
+        let groups = volume_groups(&twice);
+        assert_eq!(groups.len(), 1);
+        for lv in &groups[0].lvs {
+            let reason = lv.volume.as_ref().unwrap_err();
+            assert!(
+                reason.contains("on /dev/sda1 and /dev/sda2 both"),
+                "{reason}"
+            );
+        }
+        let mut other = twice[0].clone();
+        other.label.uuid = "x".repeat(32);
+        let groups = volume_groups(&[other]);
+        for lv in &groups[0].lvs {
+            let reason = lv.volume.as_ref().unwrap_err();
+            assert!(reason.contains("is not on this disk"), "{reason}");
+        }
+        // The 64 KiB PV holds no extent: the LVs lie past its end.
+        let groups = volume_groups(&twice[..1]);
+        let names: Vec<&str> = groups[0].lvs.iter().map(|lv| lv.device.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "/dev/centos/root",
+                "/dev/centos/data-1",
+                "/dev/centos/filler"
+            ]
+        );
+        for lv in &groups[0].lvs {
+            let reason = lv.volume.as_ref().unwrap_err();
+            assert!(reason.contains("does not fit"), "{reason}");
+        }
+    }
 
     #[test]
     fn mapper_names_map_to_vg_and_lv() {
