@@ -224,7 +224,7 @@ mod tests {
 
     /// The lvm-ext4 fixture's PV (its first 64 KiB, from the fuzz corpus),
     /// copied to byte `start` of a disk image.
-    fn pv_at(disk_bytes: &mut Vec<u8>, start: usize) {
+    fn pv_at(disk_bytes: &mut [u8], start: usize) {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/fuzz/corpus/lvm_pv/lvm-ext4-pv.img"
