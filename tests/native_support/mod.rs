@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use imgferry::disk::{open_image, VirtualDisk};
 
 pub mod edit_oracle;
+pub mod edits;
 pub mod ext4_oracle;
 pub mod replay;
 

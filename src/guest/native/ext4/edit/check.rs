@@ -87,7 +87,8 @@ impl Ext4 {
         }
         for &number in &self.log.directories {
             let dir = self.inode(number)?;
-            if dir.links == 0 {
+            // Removed since (its number may even be a new file's by now).
+            if dir.links == 0 || dir.kind() != InodeKind::Directory {
                 continue;
             }
             let mut names = BTreeSet::new();
