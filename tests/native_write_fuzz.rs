@@ -137,7 +137,7 @@ fn fuzz_case(variant: &Variant, seed: u64) {
     make_fs(&native, &tree_root, 32 << 20, variant);
     let reference = dir.path().join("debugfs.img");
     std::fs::copy(&native, &reference).unwrap();
-    let mut rng = Rng(seed ^ 0x5eed_0f_ed17);
+    let mut rng = Rng(seed ^ 0x5eed_f00d);
     let mut step = 0;
     for round in 0..ROUNDS {
         let context = format!("{} seed {seed} round {round}", variant.name);
