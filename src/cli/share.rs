@@ -11,6 +11,7 @@ use super::{Failure, Output};
 use crate::cloud::glance::{MemberStatus, PatchOp};
 use crate::exit::ExitCode;
 use crate::report::{Event, Reporter};
+use crate::transfer::RetryPolicy;
 
 /// Arguments of `imgferry share`.
 #[derive(Debug, clap::Args)]
@@ -40,6 +41,9 @@ pub struct ShareArgs {
 pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
     let mut glance = args.cloud.connect_glance(output)?;
     let reporter = output.reporter();
+    // Setting visibility and accepting repeat safely; adding a member does not (a
+    // retry after a lost answer meets 409), so it is sent once.
+    let retry = RetryPolicy::metadata();
     if let Some(project) = &args.project {
         if !looks_like_project_id(project) {
             reporter.warn(&format!(
@@ -48,13 +52,11 @@ pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
         }
         let image = glance.resolve(&args.image)?;
         if image.visibility.as_deref() == Some("private") {
-            glance.update(
-                &image.id,
-                &[PatchOp::Set {
-                    property: "visibility".into(),
-                    value: "shared".into(),
-                }],
-            )?;
+            let shared = [PatchOp::Set {
+                property: "visibility".into(),
+                value: "shared".into(),
+            }];
+            retry.run(|| glance.update(&image.id, &shared))?;
             reporter.event(
                 Event::new(
                     "share.visibility",
@@ -91,7 +93,8 @@ pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
             Err(crate::cloud::CloudError::ImageNotFound { .. }) => glance.resolve(&args.image)?.id,
             Err(other) => return Err(other.into()),
         };
-        let member = glance.update_member(&image_id, &project, MemberStatus::Accepted)?;
+        let member =
+            retry.run(|| glance.update_member(&image_id, &project, MemberStatus::Accepted))?;
         let human = format!(
             "project {} accepted image {} (status {})",
             member.member_id, member.image_id, member.status

@@ -18,7 +18,7 @@ use super::properties::VERIFIED_PROPERTY;
 use crate::cloud::glance::{Glance, Image, ListFilter, PatchOp};
 use crate::hash::Algorithm;
 use crate::report::Reporter;
-use crate::transfer::{upload, UploadOptions};
+use crate::transfer::{upload, RetryPolicy, UploadOptions};
 
 /// The project `glance` is scoped to, as the target.
 pub struct GlanceTarget {
@@ -152,7 +152,10 @@ impl Target for GlanceTarget {
             property: VERIFIED_PROPERTY.to_owned(),
             value: Value::String(format!("sha512:{sha512}")),
         };
-        let marked = match self.glance.update(&uploaded.image.id, &[mark]) {
+        let glance = &mut self.glance;
+        let marked = match RetryPolicy::metadata()
+            .run(|| glance.update(&uploaded.image.id, std::slice::from_ref(&mark)))
+        {
             Ok(marked) => marked,
             Err(error) => {
                 let _ = self.glance.delete(&uploaded.image.id);

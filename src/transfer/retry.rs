@@ -41,6 +41,38 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// For a metadata request (set a property, add a member, delete a record) whose
+    /// failure would waste or strand a finished transfer: a few quick retries of
+    /// transient answers (a Glance on SQLite answers a concurrent write with 500
+    /// "database is locked").
+    pub fn metadata() -> Self {
+        Self {
+            retries: 4,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(4),
+        }
+    }
+
+    /// Runs `request` until it succeeds, fails for good, or failed transiently more
+    /// than `retries` times in a row. Only for requests that are safe to repeat.
+    pub fn run<T>(
+        &self,
+        mut request: impl FnMut() -> Result<T, CloudError>,
+    ) -> Result<T, CloudError> {
+        let mut failures = 0u32;
+        loop {
+            match request() {
+                Err(error) if is_transient(&error) && failures < self.retries => {
+                    failures += 1;
+                    std::thread::sleep(self.delay(failures));
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
 /// Whether waiting and trying again may help.
 pub(crate) fn is_transient(error: &CloudError) -> bool {
     match error {
@@ -78,5 +110,44 @@ mod tests {
         assert!(is_transient(&http(429)));
         assert!(!is_transient(&http(403)));
         assert!(!is_transient(&http(404)));
+    }
+
+    #[test]
+    fn run_retries_transient_failures_only_and_gives_up_after_retries() {
+        let policy = RetryPolicy {
+            retries: 2,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        };
+        let http = |status| CloudError::Http {
+            method: "PATCH",
+            url: "http://g/".into(),
+            status,
+            message: None,
+        };
+        let mut calls = 0;
+        let ok = policy.run(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(http(500))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(ok.unwrap(), 3);
+        let mut calls = 0;
+        let failed: Result<(), _> = policy.run(|| {
+            calls += 1;
+            Err(http(503))
+        });
+        assert!(failed.is_err());
+        assert_eq!(calls, 3, "one attempt and two retries");
+        let mut calls = 0;
+        let refused: Result<(), _> = policy.run(|| {
+            calls += 1;
+            Err(http(403))
+        });
+        assert!(refused.is_err());
+        assert_eq!(calls, 1, "a 403 is not retried");
     }
 }

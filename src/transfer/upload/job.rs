@@ -19,7 +19,7 @@ use crate::cloud::glance::{DataTarget, Glance, Image};
 use crate::cloud::CloudError;
 use crate::hash::{hash_file, Algorithm, Digest, HashPlan, MultiHasher};
 use crate::report::{Event, Progress, Reporter};
-use crate::transfer::retry::is_transient;
+use crate::transfer::retry::{is_transient, RetryPolicy};
 use crate::transfer::stop::{pause, StopReader};
 use crate::transfer::{TransferError, BUFFER_SIZE};
 
@@ -218,18 +218,12 @@ impl Job<'_> {
     /// least [`CLEANUP_RETRIES`] times even when `--retries 0` forbade resending data:
     /// leaving nothing behind matters more than failing fast.
     fn delete_with_retries(&mut self) -> Result<bool, CloudError> {
-        let retry = &self.options.retry;
-        let retries = retry.retries.max(CLEANUP_RETRIES);
-        let mut failures = 0u32;
-        loop {
-            match self.glance.delete(&self.id) {
-                Err(error) if is_transient(&error) && failures < retries => {
-                    failures += 1;
-                    std::thread::sleep(retry.delay(failures));
-                }
-                result => return result,
-            }
-        }
+        let policy = RetryPolicy {
+            retries: self.options.retry.retries.max(CLEANUP_RETRIES),
+            ..self.options.retry
+        };
+        let (glance, id) = (&mut *self.glance, &self.id);
+        policy.run(|| glance.delete(id))
     }
 }
 
