@@ -8,7 +8,9 @@
 //! native writer must handle (1 KiB blocks with 64bit + metadata_csum, ext3 with
 //! indirect blocks, an htree `/etc` of thousands of entries, an old-style ext4 without
 //! metadata_csum): native sysprep on each must give the libguestfs result of the
-//! fixture. One appliance launch per test. Also: a native dry run, a failure midway
+//! fixture; so must a dirty twin of the tree whose latest state is only in the jbd2
+//! journal, with an orphan, and the kernel's recovery and sysprep of it (libguestfs)
+//! must give the same again. Also: a native dry run, a failure midway
 //! and a guest or image the native backend refuses all leave the image byte-identical;
 //! fs-uuids renews the ext4 UUID natively.
 
@@ -20,6 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::dirty_journal::{journal_back, make_orphan};
 use imgferry::guest::native::NativeGuest;
 use imgferry::guest::{FileKind, GuestFs, GuestFsExt};
 use imgferry::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
@@ -322,6 +325,41 @@ fn debian_native_equals_libguestfs_on_every_ext_layout() {
         );
         assert_clean_with_hostname(image, NEW_HOSTNAME);
     }
+
+    // A snapshot of a running guest: the latest metadata only in the journal (v3
+    // checksums, around it a revoked block and an uncommitted transaction) and a file
+    // deleted while open on the orphan list. Without replay the stale state has no
+    // os-release (no OS found) and no hostname. The kernel (libguestfs) recovers a
+    // second copy: both results must be equal.
+    let finished = layout(dir.path(), "journal-finished", &tree, &["-t", "ext4"]);
+    let host = dir.path().join("open-file");
+    std::fs::write(&host, vec![7u8; 20_000]).unwrap();
+    make_orphan(&finished, &host, "/var/open-file");
+    let dirty = dir.path().join("ext4-dirty-journal.img");
+    let stale = "rm /etc/hostname\nrm /usr/lib/os-release\nmkdir /var/stale\n";
+    journal_back(&finished, &dirty, stale, "/etc/passwd", "-c");
+    let appliance = dir.path().join("ext4-dirty-journal-appliance.img");
+    std::fs::copy(&dirty, &appliance).unwrap();
+    let ran = sysprep_with(&dirty, BackendChoice::Native);
+    assert_eq!(ran.backend, "native");
+    let kernel = sysprep_with(&appliance, BackendChoice::Libguestfs);
+    assert_eq!(
+        change_lines(&ran),
+        change_lines(&kernel),
+        "dirty journal: reported changes"
+    );
+    let recovered = native_listing(&dirty);
+    assert_eq!(
+        differences(&recovered, &native_listing(&appliance)),
+        BTreeSet::new(),
+        "dirty journal: native and libguestfs differ in these paths"
+    );
+    assert_eq!(
+        differences(&recovered, &expected),
+        BTreeSet::new(),
+        "dirty journal: differs from the clean fixture's result in these paths"
+    );
+    assert_clean_with_hostname(&dirty, NEW_HOSTNAME);
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -371,15 +409,26 @@ fn native_dry_run_failures_and_refusals_leave_the_image_byte_identical() {
     // What the native backend does not handle: exit 1 saying why, nothing changed.
     let xfs_lvm = fixture("centos7").standalone_copy(dir.path(), "refused");
     let with_backing = debian.copy(dir.path(), "backing");
-    // A filesystem a crashed VM left needing journal recovery (the flag set by debugfs).
+    // A crashed VM's filesystem whose recovery the native backend does not finish: an
+    // orphan that still has links (an interrupted truncate).
     let dirty = debian.standalone_copy(dir.path(), "dirty");
     let root = ext_filesystems(&dirty).remove(0);
-    run("debugfs", &["-w", "-R", "feature needs_recovery", &root]);
+    let stat = run("debugfs", &["-R", "stat /etc/hostname", &root]);
+    let hostname_inode = stat.split_whitespace().nth(1).expect("stat: Inode: N");
+    run(
+        "debugfs",
+        &[
+            "-w",
+            "-R",
+            &format!("ssv last_orphan {hostname_inode}"),
+            &root,
+        ],
+    );
     let dirty = dirty.with_extension("raw");
     for (refused, why) in [
         (&xfs_lvm, "no OS root on an ext2/3/4 filesystem"),
         (&with_backing, "backing file"),
-        (&dirty, "journal recovery"),
+        (&dirty, "interrupted truncate"),
     ] {
         let sha = sha256_file(refused);
         let out = common::run(

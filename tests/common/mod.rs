@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod dev_cloud;
+pub mod dirty_journal;
 pub mod fault_proxy;
 pub mod image_guard;
 

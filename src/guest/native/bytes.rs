@@ -1,4 +1,5 @@
-//! Little-endian field access on byte slices read from the disk.
+//! Fixed-width field access on byte slices read from the disk: little-endian (ext4,
+//! GPT, LVM) and big-endian (the jbd2 journal).
 //!
 //! Owns only the decoding of fixed-width integers. Callers read whole on-disk
 //! structures into buffers of the structure's size first, so every field offset they
@@ -26,6 +27,21 @@ pub fn le32(bytes: &[u8], at: usize) -> u32 {
 /// The little-endian `u64` at `at`.
 pub fn le64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(array(bytes, at))
+}
+
+/// The big-endian `u16` at `at`.
+pub fn be16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes(array(bytes, at))
+}
+
+/// The big-endian `u32` at `at`.
+pub fn be32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(array(bytes, at))
+}
+
+/// The big-endian `u64` at `at`.
+pub fn be64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(array(bytes, at))
 }
 
 /// The byte at `at`.
@@ -60,6 +76,13 @@ pub fn put_le16(bytes: &mut [u8], at: usize, value: u16) {
     }
 }
 
+/// Writes `value` big-endian at `at` (see [`put_le32`]).
+pub fn put_be32(bytes: &mut [u8], at: usize, value: u32) {
+    if let Some(field) = at.checked_add(4).and_then(|end| bytes.get_mut(at..end)) {
+        field.copy_from_slice(&value.to_be_bytes());
+    }
+}
+
 /// Writes `value` at `at` (see [`put_le32`]).
 pub fn put_byte(bytes: &mut [u8], at: usize, value: u8) {
     if let Some(field) = bytes.get_mut(at) {
@@ -78,6 +101,13 @@ mod tests {
         assert_eq!(le32(&bytes, 4), 0x0807_0605);
         assert_eq!(le64(&bytes, 0), 0x0807_0605_0403_0201);
         assert_eq!(le32(&bytes, 6), 0);
+        assert_eq!(be16(&bytes, 0), 0x0102);
+        assert_eq!(be32(&bytes, 4), 0x0506_0708);
+        assert_eq!(be64(&bytes, 0), 0x0102_0304_0506_0708);
+        assert_eq!(be32(&bytes, 6), 0);
+        let mut out = [0u8; 4];
+        put_be32(&mut out, 0, 0xc03b_3998);
+        assert_eq!(out, [0xc0, 0x3b, 0x39, 0x98]);
         assert_eq!(le32(&bytes, usize::MAX), 0);
         assert_eq!(byte(&bytes, 8), 0);
     }

@@ -4,13 +4,15 @@
 //!
 //! Owns: recognising LVM physical volumes among the partitions and mapping their
 //! linear logical volumes ([`super::lvm`]), opening every other partition and every
-//! LV as ext2/3/4, and recording, for the rest, why the native backend cannot use
-//! them (XFS, btrfs, swap, a thin or RAID LV, a damaged ext4...). Must not: read
-//! files (see [`super::inspect`]).
+//! LV as ext2/3/4 and recovering it as a mount would (journal replay, orphans: in
+//! memory, see [`Ext4::recover`]), and recording, for the rest, why the native
+//! backend cannot use them (XFS, btrfs, swap, a thin or RAID LV, a damaged ext4...).
+//! Must not: read files (see [`super::inspect`]).
 
 use std::sync::Arc;
 
 use super::error::{NativeError, Result};
+use super::ext4::journal::Recovery;
 use super::ext4::Ext4;
 use super::lvm::{self, PhysicalVolume, VolumeGroup};
 use super::partition::read_partition_table;
@@ -23,6 +25,9 @@ pub struct Filesystem {
     /// `/dev/sdaN` or `/dev/sda`.
     pub device: String,
     pub fs: Ext4,
+    /// What recovery did, or why it could not be done (then the content read may be
+    /// stale and the filesystem must not be used).
+    pub recovery: std::result::Result<Option<Recovery>, String>,
 }
 
 /// A partition the native backend cannot read, and why.
@@ -91,7 +96,14 @@ pub fn discover(disk: &Arc<dyn VirtualDisk>) -> Result<Discovered> {
     }
     for (device, volume) in candidates {
         match Ext4::open(volume) {
-            Ok(fs) => found.filesystems.push(Filesystem { device, fs }),
+            Ok(mut fs) => {
+                let recovery = fs.recover().map_err(|e| e.to_string());
+                found.filesystems.push(Filesystem {
+                    device,
+                    fs,
+                    recovery,
+                });
+            }
             Err(err) => found.unreadable.push(unreadable(device, &err)),
         }
     }

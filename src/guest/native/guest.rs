@@ -242,19 +242,20 @@ impl GuestFs for NativeGuest {
         if !self.whole_guest {
             return Ok(skipped);
         }
-        // Its content on disk may be stale until the journal is replayed: even a
-        // read-only plan could be wrong.
-        if let Some((mountpoint, _)) = self
-            .mounts
-            .iter()
-            .find(|(_, index)| self.found.filesystems[*index].fs.needs_recovery())
-        {
+        // Its content may be stale until the journal is replayed: even a read-only
+        // plan could be wrong.
+        let unrecovered = self.mounts.iter().find_map(|(mountpoint, index)| {
+            let found = &self.found.filesystems[*index];
+            found.recovery.as_ref().err().map(|why| (mountpoint, why))
+        });
+        if let Some((mountpoint, why)) = unrecovered {
             return Err(GuestError::NativeUnsupported {
                 operation: "mount",
                 path: mountpoint.clone(),
-                reason: "the filesystem needs journal recovery (it was not unmounted cleanly), \
-                         which the native backend does not replay yet"
-                    .to_owned(),
+                reason: format!(
+                    "the filesystem needs recovery (it was not unmounted cleanly), \
+                     which the native backend cannot do here: {why}"
+                ),
             });
         }
         self.fenced = skipped

@@ -4,13 +4,14 @@
 //! One concern per file: [`superblock`] (geometry, features, seed), [`group`] (group
 //! descriptors), [`inode`] (inodes and their checksum), [`blockmap`] and [`extent`]
 //! (where a file's blocks are), [`dir`] (directory entries, htree blocks), [`inline`]
-//! (inline data), [`edit`] (the edits). Every read goes through the filesystem's
-//! [`Overlay`], so it sees the edits made so far; every metadata block read is
-//! checksum-verified when the filesystem has metadata_csum. Must not: write to the
-//! disk (edits stay in the overlay until the guest layer commits them), follow
-//! symlinks (path resolution belongs to `guest::confine`), or replay the journal (a
-//! filesystem that needs recovery is readable but its content may be stale:
-//! [`Ext4::needs_recovery`]; edits refuse it).
+//! (inline data), [`journal`] (recovery: journal replay and orphans), [`edit`] (the
+//! edits). Every read goes through the filesystem's [`Overlay`], so it sees the
+//! recovery and the edits made so far; every metadata block read is checksum-verified
+//! when the filesystem has metadata_csum. Must not: write to the disk (recovery and
+//! edits stay in the overlay until the guest layer commits them), or follow symlinks
+//! (path resolution belongs to `guest::confine`). A filesystem that needs recovery is
+//! readable before [`Ext4::recover`], but its content may be stale and edits refuse
+//! it.
 
 pub mod blockmap;
 pub mod dir;
@@ -19,6 +20,7 @@ pub mod extent;
 pub mod group;
 pub mod inline;
 pub mod inode;
+pub mod journal;
 pub mod superblock;
 
 use dir::DirEntry;

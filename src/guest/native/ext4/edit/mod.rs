@@ -8,8 +8,8 @@
 //! (writing inodes back with their checksum), [`owned`] (every block a file owns),
 //! [`dirent`] (removing and inserting directory entries), [`htree`] (the hash that
 //! picks an indexed directory's leaf), [`content`] (mapping new content to blocks),
-//! [`ops`] (the path-level operations), [`check`] (the self-check before commit),
-//! [`uuid`]. Features this code does not maintain (quotas, bigalloc, EA inodes, a
+//! [`ops`] (the path-level operations), [`orphan`] (releasing the orphan list),
+//! [`check`] (the self-check before commit), [`uuid`]. Features this code does not maintain (quotas, bigalloc, EA inodes, a
 //! journal needing recovery, ...) refuse every edit up front with
 //! [`NativeError::Unsupported`], so a caller can fall back to another backend.
 //! Must not: write to the disk, or leave an edit half-made without failing (a failed
@@ -25,6 +25,7 @@ pub mod dirent;
 pub mod htree;
 pub mod inode_out;
 pub mod ops;
+pub mod orphan;
 pub mod owned;
 pub mod uuid;
 
@@ -68,7 +69,8 @@ impl Ext4 {
         let refuse = |detail: String| Err(NativeError::unsupported("ext4 edit", detail));
         if self.sb.needs_recovery() {
             return refuse(
-                "the journal needs recovery (a snapshot of a running guest): its replay is not implemented natively".into(),
+                "the journal needs recovery (a snapshot of a running guest) and was not replayed"
+                    .into(),
             );
         }
         let ro = self.sb.feature_ro_compat & !WRITABLE_RO_COMPAT;
@@ -124,15 +126,6 @@ impl Ext4 {
     /// What the edits touched so far.
     pub fn edit_log(&self) -> &EditLog {
         &self.log
-    }
-
-    /// Drops every pending edit and re-reads the metadata cached at open.
-    pub fn discard_edits(&mut self) -> Result<()> {
-        self.store.discard();
-        self.log = EditLog::default();
-        self.sb = super::superblock::Superblock::read(self.store.volume())?;
-        self.groups = super::group::read_table(&self.store, &self.sb)?;
-        Ok(())
     }
 }
 

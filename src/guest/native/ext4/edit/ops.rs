@@ -97,7 +97,7 @@ impl Ext4 {
     }
 
     /// Frees `inode` (any kind): its blocks, its xattr block, its bitmap bit.
-    fn free_file(&mut self, inode: &Inode) -> Result<()> {
+    pub(super) fn free_file(&mut self, inode: &Inode) -> Result<()> {
         if inode.number < self.sb.first_ino {
             return Err(NativeError::malformed(
                 "ext4 inode",
