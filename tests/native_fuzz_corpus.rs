@@ -66,6 +66,35 @@ fn ext4_walk_corpus_and_mutations_never_panic() {
     );
 }
 
+/// The superblock (orphan list head, journal inode) and the first blocks of the jbd2
+/// journal (its superblock and the log after it), found by the journal's magic.
+fn journal_hot_ranges(seed: &[u8]) -> Vec<(usize, usize)> {
+    let magic = [0xc0, 0x3b, 0x39, 0x98];
+    let journal = (0..seed.len() / 1024)
+        .map(|b| b * 1024)
+        .find(|&at| seed[at..at + 4] == magic)
+        .unwrap_or(0);
+    vec![
+        (1024, 2048.min(seed.len())),
+        (journal, (journal + 8 * 1024).min(seed.len())),
+    ]
+}
+
+#[test]
+fn ext4_recover_corpus_and_mutations_never_panic() {
+    let (cases, accepted) = replay(&Replay {
+        target: "ext4_recover",
+        hot_ranges: journal_hot_ranges,
+        run: fuzzing::ext4_recover,
+        budget: Duration::from_secs(4),
+        max_cases: 20_000,
+    });
+    assert!(
+        accepted * 10 >= cases,
+        "only {accepted} of {cases} mutants recovered"
+    );
+}
+
 /// The label sectors, the metadata area header at 4 KiB and the start of its ring.
 fn lvm_pv_hot_ranges(seed: &[u8]) -> Vec<(usize, usize)> {
     let len = seed.len();

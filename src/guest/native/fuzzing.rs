@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::bytes::{be32, put_be32};
+use super::crc::crc32c_raw;
 use super::ext4::inode::{InodeKind, ROOT_INO};
 use super::ext4::Ext4;
 use super::lvm;
@@ -23,6 +25,10 @@ pub fn partition_table(input: &[u8]) -> Option<usize> {
     read_partition_table(&disk).ok().map(|t| t.partitions.len())
 }
 
+/// Journal blocks after the journal superblock whose checksums [`ext4_recover`]
+/// fixes up (the seeds' logs are a few blocks long).
+const FIXED_LOG_BLOCKS: usize = 16;
+
 /// Inodes visited by [`ext4_walk`] per input.
 const WALK_INODES: usize = 256;
 /// Bytes read per file by [`ext4_walk`].
@@ -32,11 +38,42 @@ const WALK_READ_LIMIT: u64 = 256 << 10;
 /// from the root, listing directories and reading files and symlinks, visiting at
 /// most [`WALK_INODES`] inodes. Returns whether the filesystem opened.
 pub fn ext4_walk(input: &[u8]) -> bool {
-    let source = Arc::new(MemorySource::new(input.to_vec(), "fuzz-input.img"));
-    let disk = Arc::new(RawImage::new(source, Path::new("fuzz-input.img")));
-    let Ok(fs) = Ext4::open(Volume::whole(disk)) else {
+    let Some(fs) = open_ext4(input.to_vec()) else {
         return false;
     };
+    walk(&fs);
+    true
+}
+
+/// Treats `input` as a whole-disk ext2/3/4 filesystem a crash left dirty: opens it,
+/// recovers it (journal replay into the overlay, orphans), runs the edits'
+/// self-check, and walks the recovered tree as [`ext4_walk`] does. The jbd2
+/// checksums of the input's journal (superblock, descriptor and revoke tails, commit
+/// blocks; not the logged data's) are recomputed first, so mutations reach the log
+/// walk behind them. Returns whether recovery succeeded.
+pub fn ext4_recover(input: &[u8]) -> bool {
+    let mut bytes = input.to_vec();
+    fix_jbd2_checksums(&mut bytes);
+    let Some(mut fs) = open_ext4(bytes) else {
+        return false;
+    };
+    let recovered = fs.recover().is_ok();
+    if recovered {
+        let _ = fs.self_check();
+    }
+    walk(&fs);
+    recovered
+}
+
+fn open_ext4(input: Vec<u8>) -> Option<Ext4> {
+    let source = Arc::new(MemorySource::new(input, "fuzz-input.img"));
+    let disk = Arc::new(RawImage::new(source, Path::new("fuzz-input.img")));
+    Ext4::open(Volume::whole(disk)).ok()
+}
+
+/// Lists directories and reads files and symlinks from the root, visiting at most
+/// [`WALK_INODES`] inodes.
+fn walk(fs: &Ext4) {
     let mut queue = vec![ROOT_INO];
     let mut visited = 0usize;
     while let Some(number) = queue.pop() {
@@ -62,7 +99,49 @@ pub fn ext4_walk(input: &[u8]) -> bool {
             InodeKind::Other => {}
         }
     }
-    true
+}
+
+/// Recomputes, in place, the v2/v3 checksums of the journal blocks of a seed-shaped
+/// input (1 KiB blocks, the log right after the journal superblock): the journal
+/// superblock, and the descriptor, revoke and commit blocks among the
+/// [`FIXED_LOG_BLOCKS`] after it. The checksum seed comes from the journal
+/// superblock, found by its magic and block type.
+fn fix_jbd2_checksums(bytes: &mut [u8]) {
+    const MAGIC: [u8; 4] = [0xc0, 0x3b, 0x39, 0x98];
+    const SIZE: usize = 1024;
+    let Some(start) = (0..bytes.len() / SIZE)
+        .map(|b| b * SIZE)
+        .find(|&at| bytes[at..at + 4] == MAGIC && be32(bytes, at + 4) == 4)
+    else {
+        return;
+    };
+    let block_size = be32(bytes, start + 0x0c) as usize;
+    let csum = be32(bytes, start + 0x28) & 0x18 != 0;
+    if !csum || block_size != SIZE || start + SIZE > bytes.len() {
+        return;
+    }
+    let sb = &mut bytes[start..start + SIZE];
+    put_be32(sb, 0xfc, 0);
+    let crc = crc32c_raw(!0, sb);
+    put_be32(sb, 0xfc, crc);
+    let seed = crc32c_raw(!0, &sb[0x30..0x40]);
+    let end = bytes.len().min(start + (FIXED_LOG_BLOCKS + 1) * SIZE);
+    let mut at = start + SIZE;
+    while at + SIZE <= end {
+        let block = &mut bytes[at..at + SIZE];
+        let field = match be32(block, 4) {
+            _ if block[..4] != MAGIC => None,
+            1 | 5 => Some(SIZE - 4),
+            2 => Some(16),
+            _ => None,
+        };
+        if let Some(field) = field {
+            put_be32(block, field, 0);
+            let crc = crc32c_raw(seed, block);
+            put_be32(block, field, crc);
+        }
+        at += SIZE;
+    }
 }
 
 /// Treats `input` as a whole raw disk holding an LVM physical volume: finds its label,
