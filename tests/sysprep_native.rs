@@ -340,6 +340,22 @@ fn debian_native_equals_libguestfs_on_every_ext_layout() {
     journal_back(&finished, &dirty, stale, "/etc/passwd", "-c");
     let appliance = dir.path().join("ext4-dirty-journal-appliance.img");
     std::fs::copy(&dirty, &appliance).unwrap();
+    // A dry run says what recovery took, and writes nothing, not even the recovery.
+    let sha = sha256_file(&dirty);
+    let out = common::run_ok(
+        common::imgferry()
+            .args(["--json", "sysprep", "--backend", "native", "--dry-run"])
+            .arg(&dirty),
+    );
+    let recovered: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["kind"] == "sysprep.recovered")
+        .unwrap_or_else(|| panic!("no sysprep.recovered event: {out}"));
+    assert_eq!(recovered["transactions"], 2, "{recovered}");
+    assert_eq!(recovered["revoked"], 1, "{recovered}");
+    assert_eq!(recovered["orphans"], 1, "{recovered}");
+    assert_eq!(sha256_file(&dirty), sha, "a dry run wrote the recovery");
     let ran = sysprep_with(&dirty, BackendChoice::Native);
     assert_eq!(ran.backend, "native");
     let kernel = sysprep_with(&appliance, BackendChoice::Libguestfs);

@@ -112,6 +112,7 @@ fn run_native(image: &Path, options: &Options, reporter: &dyn Reporter) -> Resul
     guest.require_whole_guest();
     guest.inspect()?;
     let inspect_seconds = inspect_start.elapsed().as_secs_f64();
+    report_recoveries(&guest, reporter);
     let work_start = Instant::now();
     let reports = sysprep::run(&mut guest, options, reporter)?;
     let sysprep_seconds = work_start.elapsed().as_secs_f64();
@@ -135,6 +136,26 @@ fn run_native(image: &Path, options: &Options, reporter: &dyn Reporter) -> Resul
     }
     run.timings.commit_seconds = commit_start.elapsed().as_secs_f64();
     Ok(run)
+}
+
+/// Says which filesystems needed recovery (a snapshot of a running guest) and what
+/// it took: it is written with the changes, as a mount would have done it.
+fn report_recoveries(guest: &NativeGuest, reporter: &dyn Reporter) {
+    for (device, done) in guest.recoveries() {
+        let message = format!(
+            "{device} was not unmounted cleanly: replayed {} journal transactions \
+             ({} blocks, {} revoked) and released {} orphaned inodes, as a mount would",
+            done.transactions, done.blocks, done.revoked, done.orphans
+        );
+        reporter.event(
+            Event::new("sysprep.recovered", message)
+                .with("device", device)
+                .with("transactions", done.transactions)
+                .with("blocks", done.blocks)
+                .with("revoked", done.revoked)
+                .with("orphans", done.orphans),
+        );
+    }
 }
 
 fn run_libguestfs(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::discover::{discover, Discovered};
 use super::error::NativeError;
 use super::ext4::inode::{Inode, InodeKind};
+use super::ext4::journal::Recovery;
 use super::ext4::Ext4;
 use crate::disk::open::open_image;
 use crate::disk::{DiskError, VirtualDisk};
@@ -116,6 +117,19 @@ impl NativeGuest {
     /// sysprep never looks into does not stop it).
     pub fn require_whole_guest(&mut self) {
         self.whole_guest = true;
+    }
+
+    /// The filesystems recovered at open (journal replayed, orphans released, in
+    /// memory until a commit), by device.
+    pub fn recoveries(&self) -> Vec<(&str, Recovery)> {
+        self.found
+            .filesystems
+            .iter()
+            .filter_map(|f| match &f.recovery {
+                Ok(Some(done)) => Some((f.device.as_str(), *done)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The image this guest was opened from.
