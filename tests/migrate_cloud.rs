@@ -21,10 +21,12 @@ use common::{imgferry, path_str, run, run_ok};
 use imgferry::cloud::config::{CloudCatalog, ConfigEnv};
 use imgferry::cloud::glance::Glance;
 use imgferry::cloud::keystone::{Session, SessionOptions};
+use imgferry::guest::native::NativeGuest;
+use imgferry::guest::GuestFs;
 use imgferry::report::SilentReporter;
 use serde_json::Value;
 use sha2::{Digest, Sha512};
-use sysprep_support::{fixture, guestfs_env, has, listing_of};
+use sysprep_support::{fixture, guestfs_env, listing, listing_of, Listing};
 
 fn dev_env() -> &'static HashMap<String, String> {
     static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
@@ -148,6 +150,14 @@ fn result(lines: &[Value]) -> &Value {
 }
 
 /// The properties `openstack image show` reports, minus those Glance adds itself.
+/// The listing of `image`'s single OS, read by the native backend.
+fn native_listing(image: &Path) -> Listing {
+    let mut guest = NativeGuest::open_file(image).expect("open");
+    let os = guest.inspect().expect("inspect").remove(0);
+    guest.mount_os(&os).expect("mount");
+    listing(&mut guest)
+}
+
 fn user_properties(cloud: &str, id: &str) -> BTreeSet<String> {
     let shown: Value =
         serde_json::from_str(&openstack(cloud, &["image", "show", id, "-f", "json"])).unwrap();
@@ -245,7 +255,23 @@ fn c1_to_c2_with_a_new_hostname_gives_one_clean_image_with_the_expected_properti
     let (os, listing) = listing_of(&saved);
     assert_eq!(os.distro, "debian");
     assert_eq!(os.hostname, "web-02");
-    assert!(!has(&listing, "/etc/udev/rules.d/70-persistent-net.rules"));
+    // The identity artefacts migrate's operations remove were in the source (read
+    // natively: no second appliance launch) and are gone; everything else is kept.
+    let source = native_listing(&debian.image);
+    let gone: Vec<&str> = source
+        .keys()
+        .filter(|path| !listing.contains_key(*path))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        gone,
+        [
+            "/etc/krb5.keytab",
+            "/etc/udev/rules.d/70-persistent-net.rules",
+            "/etc/udev/rules.d/75-persistent-net-generator.rules",
+        ],
+        "exactly the identity artefacts are gone"
+    );
 
     // Again: found by provenance before anything is downloaded; still one image.
     let (ok, lines, stderr) = migrate(&args);
