@@ -1,66 +1,31 @@
-//! [`SparseWriter`]: positional writes that leave all-zero blocks as holes.
-//!
-//! The file is written at explicit offsets; a block of [`HOLE_BLOCK`] zero bytes is
-//! skipped, and [`SparseWriter::finish`] sets the final length so trailing holes exist.
-//! A raw disk image is mostly zeros: this keeps the download as sparse as the disk is.
-//! Data reaches the file through a [`DirectWriter`], bypassing the page cache where the
-//! file system allows (hand it an [`crate::disk::direct::AlignedBuffer`]'s bytes).
-//! Owns only the write pattern, not the file's life cycle.
+//! Where a received buffer holds data: [`data_runs`] splits it into the runs that are
+//! not all-zero blocks, so a download writes only those and leaves the rest as holes
+//! (the caller sets the file's final length, so trailing holes exist too). A raw disk
+//! image is mostly zeros: this keeps the download as sparse as the disk is.
+//! Owns only the split, not the writes.
 
-use std::fs::File;
-use std::io;
-
-use crate::disk::direct::DirectWriter;
+use std::ops::Range;
 
 /// Granularity of hole detection: a file-system block multiple, small enough to find
 /// the holes of a real disk, large enough that the check costs little.
 pub(crate) const HOLE_BLOCK: usize = 64 * 1024;
 
-/// Writes at offsets, skipping zero blocks.
-pub(crate) struct SparseWriter<'a> {
-    file: &'a File,
-    writer: DirectWriter<'a>,
-}
-
-impl<'a> SparseWriter<'a> {
-    pub(crate) fn new(file: &'a File) -> Self {
-        Self {
-            file,
-            writer: DirectWriter::new(file),
-        }
-    }
-
-    /// Writes `data` at `offset`, leaving zero blocks unwritten. The region must not
-    /// hold earlier data (the file was truncated there), or skipped zeros would not show.
-    pub(crate) fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
-        let mut at = offset;
-        let mut pending: Option<(u64, usize, usize)> = None; // (file offset, start, end)
-        let mut start = 0;
-        for block in data.chunks(HOLE_BLOCK) {
-            let end = start + block.len();
-            if is_zero(block) {
-                if let Some((o, s, e)) = pending.take() {
-                    self.writer.write_all_at(&data[s..e], o)?;
-                }
-            } else {
-                pending = Some(match pending {
-                    Some((o, s, _)) => (o, s, end),
-                    None => (at, start, end),
-                });
+/// The ranges of `data` to write: consecutive blocks of [`HOLE_BLOCK`] bytes that are
+/// not all zero, merged; the last block may be shorter.
+pub(crate) fn data_runs(data: &[u8]) -> Vec<Range<usize>> {
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
+    for block in data.chunks(HOLE_BLOCK) {
+        let end = start + block.len();
+        if !is_zero(block) {
+            match runs.last_mut() {
+                Some(last) if last.end == start => last.end = end,
+                _ => runs.push(start..end),
             }
-            at += block.len() as u64;
-            start = end;
         }
-        if let Some((o, s, e)) = pending {
-            self.writer.write_all_at(&data[s..e], o)?;
-        }
-        Ok(())
+        start = end;
     }
-
-    /// Sets the file's length to `len` (creating the trailing hole, if any).
-    pub(crate) fn finish(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
+    runs
 }
 
 fn is_zero(block: &[u8]) -> bool {
@@ -72,30 +37,24 @@ fn is_zero(block: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt;
-
     use super::*;
 
     #[test]
-    fn zero_blocks_become_holes_and_data_lands_where_it_should() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let file = File::create(&path).unwrap();
-        let mut data = vec![0u8; 8 * HOLE_BLOCK];
+    fn zero_blocks_are_skipped_and_data_blocks_merged() {
+        let mut data = vec![0u8; 8 * HOLE_BLOCK + 100];
         data[HOLE_BLOCK + 5] = 1;
+        data[2 * HOLE_BLOCK] = 1;
         data[5 * HOLE_BLOCK..6 * HOLE_BLOCK].fill(7);
-        let writer = SparseWriter::new(&file);
-        writer.write_at(&data[..3 * HOLE_BLOCK], 0).unwrap();
-        writer
-            .write_at(&data[3 * HOLE_BLOCK..], 3 * HOLE_BLOCK as u64)
-            .unwrap();
-        writer.finish(data.len() as u64).unwrap();
-        drop(file);
-        assert_eq!(std::fs::read(&path).unwrap(), data);
-        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
-        assert!(
-            allocated <= 4 * HOLE_BLOCK as u64,
-            "{allocated} bytes allocated"
+        data[8 * HOLE_BLOCK + 99] = 3;
+        assert_eq!(
+            data_runs(&data),
+            [
+                HOLE_BLOCK..3 * HOLE_BLOCK,
+                5 * HOLE_BLOCK..6 * HOLE_BLOCK,
+                8 * HOLE_BLOCK..8 * HOLE_BLOCK + 100
+            ]
         );
+        assert!(data_runs(&[0; 3]).is_empty());
+        assert!(data_runs(&[]).is_empty());
     }
 }

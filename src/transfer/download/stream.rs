@@ -2,7 +2,8 @@
 //! that fills it from Glance (retried with backoff, resumed with `Range` when the server
 //! answers 206, started over when it answers 200 or refuses the range).
 //!
-//! Owns reading the body into aligned buffers, sparse writes and feeding the hasher.
+//! Owns reading the body into pooled aligned buffers, feeding the hasher, and handing
+//! the buffers' data runs (zero blocks left as holes) to a writer thread.
 //! Must not: decide whether the result is acceptable (that is [`super::expected`]).
 
 use std::fs::{File, OpenOptions};
@@ -12,11 +13,12 @@ use std::path::{Path, PathBuf};
 
 use super::expected::Expected;
 use crate::cloud::glance::{DataResponse, Glance, Image};
-use crate::disk::direct::AlignedBuffer;
+use crate::disk::buffers::BufferPool;
+use crate::disk::write_queue::WriteQueue;
 use crate::hash::{HashPlan, MultiHasher};
 use crate::report::{Event, Progress, Reporter};
 use crate::transfer::retry::{is_transient, RetryPolicy};
-use crate::transfer::sparse::SparseWriter;
+use crate::transfer::sparse::data_runs;
 use crate::transfer::stop::{pause, StopReader};
 use crate::transfer::{TransferError, BUFFER_SIZE};
 
@@ -97,7 +99,8 @@ impl Stream {
         let mut counts = Counts::default();
         let mut failures = 0u32;
         let mut failure_offset: Option<u64> = None;
-        let mut buffer = AlignedBuffer::new(BUFFER_SIZE);
+        // Two buffers: one received and hashed while the other is written.
+        let pool = BufferPool::new(2, BUFFER_SIZE);
         let total = image.size.filter(|&s| s > 0);
         if total.is_some_and(|t| self.written == t) {
             return Ok(counts);
@@ -135,7 +138,7 @@ impl Stream {
                         counts.restarts += 1;
                     }
                     let end = length.or(total);
-                    match self.pump(body, end, buffer.as_mut_slice(), progress)? {
+                    match self.pump(body, end, &pool, progress)? {
                         None => return Ok(counts),
                         Some(problem) => problem,
                     }
@@ -164,7 +167,7 @@ impl Stream {
                         .with("image_id", image.id.clone())
                         .with("offset", start),
                     );
-                    match self.pump(body, of.or(total), buffer.as_mut_slice(), progress)? {
+                    match self.pump(body, of.or(total), &pool, progress)? {
                         None => return Ok(counts),
                         Some(problem) => problem,
                     }
@@ -211,46 +214,50 @@ impl Stream {
     /// Copies the body to the file and the hasher until it ends. `Ok(None)`: the body
     /// ended where it should; `Ok(Some(reason))`: it broke off (retry from `written`).
     /// A stop request ends it between reads: what arrived is written, the file's length
-    /// set to it, and `Err(Interrupted)` returned.
+    /// set to it, and `Err(Interrupted)` returned. The disk writes run on a writer
+    /// thread while the next buffer is received and hashed; every one is done (or has
+    /// failed) before this returns.
     fn pump(
         &mut self,
         body: Box<dyn Read + Send>,
         end: Option<u64>,
-        buffer: &mut [u8],
+        pool: &BufferPool,
         progress: &dyn Progress,
     ) -> Result<Option<String>, TransferError> {
-        let writer = SparseWriter::new(&self.file);
+        let io_error = |what, e| TransferError::io(what, &self.path, e);
+        let queue = WriteQueue::new(&self.file, 1).map_err(|e| io_error("open", e))?;
         let mut body = StopReader(body);
-        loop {
-            let (filled, error) = fill(&mut body, buffer);
+        let broke = loop {
+            let mut buffer = pool.take();
+            let capacity = buffer.as_slice().len();
+            let (filled, error) = fill(&mut body, buffer.as_mut_slice());
             if filled > 0 {
-                let data = &buffer[..filled];
-                writer
-                    .write_at(data, self.written)
-                    .map_err(|e| TransferError::io("write", &self.path, e))?;
-                self.hasher.update(data);
+                let data = buffer.share(filled);
+                self.hasher.update(&data);
+                for run in data_runs(&data) {
+                    let offset = self.written + run.start as u64;
+                    queue
+                        .submit(data.clone(), run, offset)
+                        .map_err(|e| io_error("write", e))?;
+                }
                 self.written += filled as u64;
                 progress.advance(filled as u64);
             }
-            if let Some(error) = error {
-                if let Err(stop) = crate::interrupt::check() {
-                    writer
-                        .finish(self.written)
-                        .map_err(|e| TransferError::io("set the length of", &self.path, e))?;
-                    return Err(stop.into());
-                }
-                return Ok(Some(format!(
-                    "the connection broke at byte {}: {error}",
-                    self.written
-                )));
+            if error.is_some() || filled < capacity {
+                break error;
             }
-            if filled < buffer.len() {
-                break;
-            }
+        };
+        queue.finish().map_err(|e| io_error("write", e))?;
+        self.file
+            .set_len(self.written)
+            .map_err(|e| io_error("set the length of", e))?;
+        if let Some(error) = broke {
+            crate::interrupt::check()?;
+            return Ok(Some(format!(
+                "the connection broke at byte {}: {error}",
+                self.written
+            )));
         }
-        writer
-            .finish(self.written)
-            .map_err(|e| TransferError::io("set the length of", &self.path, e))?;
         match end {
             Some(end) if self.written < end => Ok(Some(format!(
                 "the body ended at byte {} of {end}",
