@@ -56,7 +56,7 @@ fn paths(state: &Tree, kind: Option<u16>) -> Vec<String> {
     state
         .iter()
         .filter(|(path, facts)| match kind {
-            Some(S_IFDIR) => facts.0 & S_IFMT == S_IFDIR && path.as_str() != "/",
+            Some(S_IFDIR) => facts.0 & S_IFMT == S_IFDIR,
             Some(k) => facts.0 & S_IFMT == k && !path.starts_with("/data/"),
             None => facts.0 & S_IFMT != S_IFDIR,
         })
@@ -94,11 +94,25 @@ fn random_edit(rng: &mut Rng, state: &Tree, step: usize) -> Option<Edit> {
             Edit::Write(path, content(rng), mode)
         }
         12..=18 => {
-            let dir = rng.pick(&paths(state, Some(S_IFDIR)))?;
+            // The root too: an edit can always be made, even once everything is gone.
+            let mut dirs = paths(state, Some(S_IFDIR));
+            if !dirs.iter().any(|d| d == "/") {
+                dirs.push("/".to_owned());
+            }
+            let dir = rng.pick(&dirs)?;
             let name = format!("fz{step}-{}", "n".repeat(1 + rng.below(60)));
-            Edit::Create(format!("{dir}/{name}"), content(rng))
+            Edit::Create(
+                format!("{}/{name}", dir.trim_end_matches('/')),
+                content(rng),
+            )
         }
-        _ => Edit::RemoveTree(rng.pick(&paths(state, Some(S_IFDIR)))?),
+        _ => {
+            let dirs: Vec<String> = paths(state, Some(S_IFDIR))
+                .into_iter()
+                .filter(|d| d != "/")
+                .collect();
+            Edit::RemoveTree(rng.pick(&dirs)?)
+        }
     })
 }
 
