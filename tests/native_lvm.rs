@@ -29,7 +29,7 @@ use imgferry::guest::{BlockId, BlockKind, GuestError, GuestFs, GuestFsExt, OsInf
 use imgferry::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
 use imgferry::report::SilentReporter;
 use imgferry::sysprep::{self, Hostname, Options, Words};
-use native_support::{open_disk, to_raw};
+use native_support::{fixture_dir, open_disk, to_raw};
 use serde_json::Value;
 use sysprep_support::{differences, listing, Listing};
 
@@ -45,11 +45,7 @@ fn lvm_fixture() -> (PathBuf, Value) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = match std::env::var_os("IMGFERRY_FIXTURE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME must be set"))
-            .join(".cache/imgferry/fixtures"),
-    };
+    let dir = fixture_dir();
     let facts = std::fs::read_to_string(dir.join("lvm-ext4.json")).unwrap();
     (
         dir.join("lvm-ext4.qcow2"),

@@ -3,8 +3,9 @@
 //! `/usr/lib/os-release`), `/etc/debian_version`, `/etc/redhat-release`,
 //! `/etc/hostname`, `/etc/fstab`.
 //!
-//! Owns: those parsers and the os-release ID → distro name table (libguestfs's names,
-//! so both paths report the same). Must not: mount anything (the backend mounts each
+//! Owns: those parsers, the os-release ID → distro name table (libguestfs's names,
+//! so both paths report the same), and the device an fstab spec names by path
+//! ([`device_named`]). Must not: mount anything (the backend mounts each
 //! candidate at `/` and calls [`probe_root`]).
 
 use super::{FileKind, GuestFs, GuestFsExt, Result};
@@ -30,6 +31,55 @@ pub struct FstabEntry {
     pub spec: String,
     pub mountpoint: String,
     pub fstype: String,
+}
+
+/// The libguestfs name of the device an fstab spec names by path, for both backends:
+/// `/dev/vda2`, `/dev/xvda2`, `/dev/hda2` → `/dev/sda2` (the disk is attached as
+/// `sda`), `/dev/mapper/VG-LV` → `/dev/VG/LV` (a `-` inside either name is written
+/// `--`), any other `/dev/...` as it is; `None` for `UUID=`/`LABEL=` specs and a
+/// mapper name without a single `-` separator.
+pub fn device_named(spec: &str) -> Option<String> {
+    if let Some(mapped) = spec.strip_prefix("/dev/mapper/") {
+        return lv_of_mapper_name(mapped);
+    }
+    let name = spec.strip_prefix("/dev/")?;
+    Some(disk_partition(name).unwrap_or_else(|| spec.to_owned()))
+}
+
+/// `VG-LV` → `/dev/VG/LV` (see [`device_named`]).
+fn lv_of_mapper_name(mapped: &str) -> Option<String> {
+    let bytes = mapped.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'-' {
+            if bytes.get(i + 1) == Some(&b'-') {
+                i += 2;
+                continue;
+            }
+            let (vg, lv) = (&mapped[..i], &mapped[i + 1..]);
+            if vg.is_empty() || lv.is_empty() {
+                return None;
+            }
+            return Some(format!(
+                "/dev/{}/{}",
+                vg.replace("--", "-"),
+                lv.replace("--", "-")
+            ));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `vdb1`, `xvdb1`, `hdb1`, `sdb1` → `/dev/sdb1`.
+fn disk_partition(disk: &str) -> Option<String> {
+    let rest = ["xvd", "vd", "hd", "sd"]
+        .iter()
+        .find_map(|p| disk.strip_prefix(p))?;
+    let letters = rest.chars().take_while(char::is_ascii_lowercase).count();
+    let (drive, part) = rest.split_at(letters);
+    (!drive.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
+        .then(|| format!("/dev/sd{drive}{part}"))
 }
 
 /// Filesystem types in fstab that are never a filesystem on this disk.
@@ -180,6 +230,36 @@ pub fn parse_fstab(text: &str) -> Vec<FstabEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fstab_device_names_become_libguestfs_names() {
+        let named = |spec| device_named(spec);
+        assert_eq!(named("/dev/vda2").as_deref(), Some("/dev/sda2"));
+        assert_eq!(named("/dev/xvda").as_deref(), Some("/dev/sda"));
+        assert_eq!(named("/dev/xvdb2").as_deref(), Some("/dev/sdb2"));
+        assert_eq!(
+            named("/dev/mapper/centos-root").as_deref(),
+            Some("/dev/centos/root")
+        );
+        assert_eq!(
+            named("/dev/mapper/my--vg-lv--1").as_deref(),
+            Some("/dev/my-vg/lv-1")
+        );
+        assert_eq!(
+            named("/dev/mapper/centos-data--1").as_deref(),
+            Some("/dev/centos/data-1")
+        );
+        assert_eq!(named("/dev/mapper/novg"), None);
+        assert_eq!(named("/dev/mapper/-root"), None);
+        assert_eq!(named("/dev/mapper/vg-"), None);
+        assert_eq!(named("/dev/rl/root").as_deref(), Some("/dev/rl/root"));
+        assert_eq!(named("/dev/sr0").as_deref(), Some("/dev/sr0"));
+        assert_eq!(
+            named("/dev/disk/by-uuid/x").as_deref(),
+            Some("/dev/disk/by-uuid/x")
+        );
+        assert_eq!(named("UUID=abc"), None);
+    }
     use crate::guest::memory::MemoryGuest;
 
     #[test]

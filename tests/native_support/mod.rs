@@ -85,12 +85,17 @@ pub fn fixture(name: &str) -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     });
-    let dir = match std::env::var_os("IMGFERRY_FIXTURE_DIR") {
+    fixture_dir().join(format!("{name}.qcow2"))
+}
+
+/// Where the fixture scripts cache their images: `$IMGFERRY_FIXTURE_DIR`, else
+/// `~/.cache/imgferry/fixtures`.
+pub fn fixture_dir() -> PathBuf {
+    match std::env::var_os("IMGFERRY_FIXTURE_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME").expect("HOME must be set"))
             .join(".cache/imgferry/fixtures"),
-    };
-    dir.join(format!("{name}.qcow2"))
+    }
 }
 
 /// Converts `image` to a raw file at `raw` with qemu-img (for tools that read raw only).

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::{call, ffi, Session};
-use crate::guest::probe::{probe_root, FstabEntry};
+use crate::guest::probe::{device_named, probe_root, FstabEntry};
 use crate::guest::{Family, OsInfo, Result, SkippedMount};
 
 /// Filesystem types a Linux root can live on.
@@ -98,48 +98,9 @@ impl Names {
         if let Some(label) = spec.strip_prefix("LABEL=") {
             return self.by_label.get(label).cloned();
         }
-        let candidate = if let Some(mapped) = spec.strip_prefix("/dev/mapper/") {
-            lvm_from_mapper(mapped)?
-        } else if let Some(disk) = spec.strip_prefix("/dev/") {
-            disk_partition(disk).unwrap_or_else(|| spec.to_owned())
-        } else {
-            return None;
-        };
+        let candidate = device_named(spec)?;
         filesystems.contains_key(&candidate).then_some(candidate)
     }
-}
-
-/// `/dev/mapper/VG-LV` (with `--` for a `-` in a name) → `/dev/VG/LV`.
-fn lvm_from_mapper(mapped: &str) -> Option<String> {
-    let bytes = mapped.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'-' {
-            if bytes.get(i + 1) == Some(&b'-') {
-                i += 2;
-                continue;
-            }
-            let (vg, lv) = (&mapped[..i], &mapped[i + 1..]);
-            return Some(format!(
-                "/dev/{}/{}",
-                vg.replace("--", "-"),
-                lv.replace("--", "-")
-            ));
-        }
-        i += 1;
-    }
-    None
-}
-
-/// `vda1`, `xvda1`, `hda1`, `sda1` → `/dev/sda1` (the only disk is libguestfs's `sda`).
-fn disk_partition(disk: &str) -> Option<String> {
-    let rest = ["xvd", "vd", "hd", "sd"]
-        .iter()
-        .find_map(|p| disk.strip_prefix(p))?;
-    let letters = rest.chars().take_while(char::is_ascii_lowercase).count();
-    let (drive, part) = rest.split_at(letters);
-    (!drive.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
-        .then(|| format!("/dev/sd{drive}{part}"))
 }
 
 /// Every OS root libguestfs finds on the attached disk.
@@ -191,26 +152,4 @@ pub fn mount(handle: &ffi::Handle, os: &OsInfo) -> Result<Vec<SkippedMount>> {
         }
     }
     Ok(skipped)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn device_names() {
-        assert_eq!(
-            lvm_from_mapper("rhel-root").as_deref(),
-            Some("/dev/rhel/root")
-        );
-        assert_eq!(
-            lvm_from_mapper("my--vg-lv--1").as_deref(),
-            Some("/dev/my-vg/lv-1")
-        );
-        assert_eq!(lvm_from_mapper("novg"), None);
-        assert_eq!(disk_partition("vda1").as_deref(), Some("/dev/sda1"));
-        assert_eq!(disk_partition("xvdb2").as_deref(), Some("/dev/sdb2"));
-        assert_eq!(disk_partition("sr0"), None);
-        assert_eq!(disk_partition("disk/by-uuid/x"), None);
-    }
 }

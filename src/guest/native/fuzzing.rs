@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::bytes::{be32, put_be32};
 use super::crc::crc32c_raw;
 use super::ext4::inode::{InodeKind, ROOT_INO};
+use super::ext4::journal::header::{self, features};
 use super::ext4::Ext4;
 use super::lvm;
 use super::partition::read_partition_table;
@@ -107,16 +108,16 @@ fn walk(fs: &Ext4) {
 /// [`FIXED_LOG_BLOCKS`] after it. The checksum seed comes from the journal
 /// superblock, found by its magic and block type.
 fn fix_jbd2_checksums(bytes: &mut [u8]) {
-    const MAGIC: [u8; 4] = [0xc0, 0x3b, 0x39, 0x98];
     const SIZE: usize = 1024;
+    let magic = header::MAGIC.to_be_bytes();
     let Some(start) = (0..bytes.len() / SIZE)
         .map(|b| b * SIZE)
-        .find(|&at| bytes[at..at + 4] == MAGIC && be32(bytes, at + 4) == 4)
+        .find(|&at| bytes[at..at + 4] == magic && be32(bytes, at + 4) == 4)
     else {
         return;
     };
     let block_size = be32(bytes, start + 0x0c) as usize;
-    let csum = be32(bytes, start + 0x28) & 0x18 != 0;
+    let csum = be32(bytes, start + 0x28) & (features::CSUM_V2 | features::CSUM_V3) != 0;
     if !csum || block_size != SIZE || start + SIZE > bytes.len() {
         return;
     }
@@ -130,9 +131,9 @@ fn fix_jbd2_checksums(bytes: &mut [u8]) {
     while at + SIZE <= end {
         let block = &mut bytes[at..at + SIZE];
         let field = match be32(block, 4) {
-            _ if block[..4] != MAGIC => None,
-            1 | 5 => Some(SIZE - 4),
-            2 => Some(16),
+            _ if block[..4] != magic => None,
+            header::DESCRIPTOR | header::REVOKE => Some(SIZE - 4),
+            header::COMMIT => Some(16),
             _ => None,
         };
         if let Some(field) = field {

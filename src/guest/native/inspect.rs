@@ -10,8 +10,7 @@
 //! Must not: change anything.
 
 use super::guest::NativeGuest;
-use super::lvm::lv_of_mapper_name;
-use crate::guest::probe::{probe_root, FstabEntry};
+use crate::guest::probe::{device_named, probe_root, FstabEntry};
 use crate::guest::{Family, OsInfo, Result, SkippedMount};
 
 /// The OS roots on the disk, by device name.
@@ -113,36 +112,4 @@ fn unreadable_reason(guest: &NativeGuest, spec: &str) -> Option<String> {
         .iter()
         .find(|u| u.device == device)?;
     Some(format!("{}: {}", found.device, found.reason))
-}
-
-/// The libguestfs name of the device an fstab spec names by path: `/dev/vda2` →
-/// `/dev/sda2`, `/dev/mapper/VG-LV` → `/dev/VG/LV`, `/dev/VG/LV` as it is.
-fn device_named(spec: &str) -> Option<String> {
-    if let Some(mapped) = spec.strip_prefix("/dev/mapper/") {
-        return lv_of_mapper_name(mapped);
-    }
-    let name = spec.strip_prefix("/dev/")?;
-    Some(disk_partition(name).unwrap_or_else(|| spec.to_owned()))
-}
-
-/// `vda1`, `xvda1`, `hda1`, `sda1` → `/dev/sda1`: the only disk is the first one.
-fn disk_partition(disk: &str) -> Option<String> {
-    let rest = ["xvd", "vd", "hd", "sd"]
-        .iter()
-        .find_map(|p| disk.strip_prefix(p))?;
-    let (drive, part) = rest.split_at(rest.chars().take_while(char::is_ascii_lowercase).count());
-    (drive == "a" && part.chars().all(|c| c.is_ascii_digit())).then(|| format!("/dev/sda{part}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::disk_partition;
-
-    #[test]
-    fn device_names_map_to_the_first_disk() {
-        assert_eq!(disk_partition("vda2").as_deref(), Some("/dev/sda2"));
-        assert_eq!(disk_partition("xvda").as_deref(), Some("/dev/sda"));
-        assert_eq!(disk_partition("sdb1"), None);
-        assert_eq!(disk_partition("mapper/rl-root"), None);
-    }
 }

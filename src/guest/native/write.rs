@@ -10,7 +10,7 @@
 //! caller may run the same operations with libguestfs on the untouched image. Must
 //! not: write to the image anywhere but in `commit`.
 
-use super::blockid::{ext_type, probe, uuid_text};
+use super::blockid::{ext_type, probe};
 use super::commit::{self, DiskWrite};
 use super::error::NativeError;
 use super::ext4::edit::uuid::parse_uuid;
@@ -170,7 +170,7 @@ pub fn block_ids(guest: &NativeGuest) -> Result<Vec<BlockId>> {
                         .to_owned(),
                 },
                 device,
-                uuid: uuid_text(&sb.uuid),
+                uuid: sb.uuid_text(),
             });
             continue;
         }

@@ -89,8 +89,9 @@ impl Ext4 {
         self.store.read_vec(block * size, size as usize, structure)
     }
 
-    /// Reads and verifies inode `number`.
-    pub fn inode(&self, number: u32) -> Result<Inode> {
+    /// Volume byte offset of inode `number`'s slot (inside the inode table, whose
+    /// extent `group::read_table` checked).
+    pub(crate) fn inode_offset(&self, number: u32) -> Result<u64> {
         if number == 0 || number > self.sb.inodes_count {
             return Err(NativeError::malformed(
                 "ext4 inode",
@@ -104,9 +105,13 @@ impl Ext4 {
         let index = number - 1;
         let group = &self.groups[(index / self.sb.inodes_per_group) as usize];
         let within = u64::from(index % self.sb.inodes_per_group);
-        // Inside the inode table, whose extent group::read_table checked.
-        let offset = group.inode_table * u64::from(self.sb.block_size)
-            + within * u64::from(self.sb.inode_size);
+        Ok(group.inode_table * u64::from(self.sb.block_size)
+            + within * u64::from(self.sb.inode_size))
+    }
+
+    /// Reads and verifies inode `number`.
+    pub fn inode(&self, number: u32) -> Result<Inode> {
+        let offset = self.inode_offset(number)?;
         let raw = self
             .store
             .read_vec(offset, usize::from(self.sb.inode_size), "ext4 inode")?;

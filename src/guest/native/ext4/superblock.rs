@@ -260,14 +260,6 @@ impl Superblock {
 
     /// The UUID in its usual text form.
     pub fn uuid_text(&self) -> String {
-        let hex: String = self.uuid.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        )
+        crate::guest::native::blockid::uuid_text(&self.uuid)
     }
 }

@@ -187,33 +187,6 @@ fn map_runs(
         .map_err(|e| e.to_string())
 }
 
-/// The `/dev/VG/LV` name of a device-mapper name `VG-LV` (`/dev/mapper/VG-LV` in an
-/// fstab), where a `-` inside either name is written `--`; `None` without a single
-/// `-` separator.
-pub fn lv_of_mapper_name(mapped: &str) -> Option<String> {
-    let bytes = mapped.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'-' {
-            if bytes.get(i + 1) == Some(&b'-') {
-                i += 2;
-                continue;
-            }
-            let (vg, lv) = (&mapped[..i], &mapped[i + 1..]);
-            if vg.is_empty() || lv.is_empty() {
-                return None;
-            }
-            return Some(format!(
-                "/dev/{}/{}",
-                vg.replace("--", "-"),
-                lv.replace("--", "-")
-            ));
-        }
-        i += 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -282,24 +255,5 @@ mod tests {
             let reason = lv.volume.as_ref().unwrap_err();
             assert!(reason.contains("does not fit"), "{reason}");
         }
-    }
-
-    #[test]
-    fn mapper_names_map_to_vg_and_lv() {
-        assert_eq!(
-            lv_of_mapper_name("centos-root").as_deref(),
-            Some("/dev/centos/root")
-        );
-        assert_eq!(
-            lv_of_mapper_name("my--vg-lv--1").as_deref(),
-            Some("/dev/my-vg/lv-1")
-        );
-        assert_eq!(
-            lv_of_mapper_name("centos-data--1").as_deref(),
-            Some("/dev/centos/data-1")
-        );
-        assert_eq!(lv_of_mapper_name("novg"), None);
-        assert_eq!(lv_of_mapper_name("-root"), None);
-        assert_eq!(lv_of_mapper_name("vg-"), None);
     }
 }

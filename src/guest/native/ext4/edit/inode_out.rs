@@ -172,25 +172,6 @@ impl RawInode {
 }
 
 impl Ext4 {
-    /// Volume byte offset of inode `number`'s slot.
-    pub(super) fn inode_offset(&self, number: u32) -> Result<u64> {
-        if number == 0 || number > self.sb.inodes_count {
-            return Err(NativeError::malformed(
-                "ext4 inode",
-                0,
-                format!(
-                    "inode number {number} is not in 1..={}",
-                    self.sb.inodes_count
-                ),
-            ));
-        }
-        let index = number - 1;
-        let group = &self.groups[(index / self.sb.inodes_per_group) as usize];
-        let within = u64::from(index % self.sb.inodes_per_group);
-        Ok(group.inode_table * u64::from(self.sb.block_size)
-            + within * u64::from(self.sb.inode_size))
-    }
-
     /// Writes `raw` into its slot with a fresh checksum and returns it decoded.
     pub fn store_inode(&mut self, mut raw: RawInode) -> Result<Inode> {
         if raw.bytes.len() != usize::from(self.sb.inode_size) {

@@ -93,7 +93,8 @@ impl Ext4 {
         let runs = blockmap::map(self, &inode, blocks)?;
         let locate = |n: u32| journal_block(&runs, n, number);
         let read = |n: u32| self.read_block(locate(n)?, "jbd2 journal block");
-        let jsb = JournalSuperblock::parse(&read(0)?, blocks, self.sb.block_size)?;
+        let mut journal_sb = read(0)?;
+        let jsb = JournalSuperblock::parse(&journal_sb, blocks, self.sb.block_size)?;
         let plan = scan::scan(&jsb, &read)?;
         let mut writes = Vec::with_capacity(plan.writes.len());
         for logged in &plan.writes {
@@ -110,7 +111,6 @@ impl Ext4 {
             }
             writes.push((logged.target, data));
         }
-        let mut journal_sb = read(0)?;
         header::mark_empty(&mut journal_sb, &jsb, plan.end.wrapping_add(1));
         let journal_sb_block = locate(0)?;
         for (target, data) in writes {
