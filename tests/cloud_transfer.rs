@@ -672,6 +672,30 @@ fn upload_faults_leave_no_image_behind_and_503_is_retried() {
         md5_hex(&file)
     );
 
+    // The client is cut but Glance's side stays open 3 s longer, so the record still
+    // says `saving` when the retry (50 ms later) comes: imgferry waits for `queued`
+    // instead of sending into a 409.
+    let name = cleanup.name("c1-source", "cut-while-saving");
+    proxy.add(Rule {
+        method: "PUT",
+        path_suffix: "/file".into(),
+        fault: Fault::CutClientThenHold {
+            bytes: 1 << 20,
+            hold_ms: 3000,
+        },
+        times: 1,
+    });
+    let run = {
+        let _turn = turn();
+        via_proxy(&clouds, &["upload", file_str, "--name", &name])
+    };
+    let result = run.result();
+    assert_eq!(result["attempts"], 2, "{}", run.stderr);
+    assert_eq!(
+        result["image"]["checksum"].as_str().unwrap(),
+        md5_hex(&file)
+    );
+
     // A 503 burst on the PUT: retried.
     let name = cleanup.name("c1-source", "busy");
     proxy.add(Rule {

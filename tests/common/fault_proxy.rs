@@ -3,7 +3,8 @@
 //! It forwards each request to the real Glance (one request per connection: it asks both
 //! sides for `Connection: close`) and, when a [`Rule`] matches the request's method and
 //! path, injects one fault: flip one byte of the response body, close the connection
-//! after N response (or request) body bytes, answer 503 without forwarding, slow both
+//! after N response (or request) body bytes (or cut the client and hold Glance's side
+//! open a while longer), answer 503 without forwarding, slow both
 //! bodies down (so a test can kill a client mid-transfer), or forward the request with
 //! its token replaced by an invalid one (so the real Glance answers 401, as it does to an
 //! expired or revoked token). A request body the client cuts
@@ -24,6 +25,10 @@ pub enum Fault {
     CloseResponseAfter { bytes: u64 },
     /// Forward this many request body bytes, then close both sockets.
     CloseRequestAfter { bytes: u64 },
+    /// Forward this many request body bytes, then close the client's socket at once but
+    /// keep Glance's open (and silent) for `hold_ms` more: Glance goes on waiting for
+    /// the body, so the record stays `saving` while the client already retries.
+    CutClientThenHold { bytes: u64, hold_ms: u64 },
     /// Answer `503 Service Unavailable` without contacting Glance.
     Unavailable,
     /// Forward the first `after` bytes of the request and response bodies at full
@@ -208,9 +213,10 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
 
     // Request body: client -> server on its own thread.
     let mut to_server = server.try_clone()?;
-    let request_limit = match fault {
-        Some(Fault::CloseRequestAfter { bytes }) => Some(bytes),
-        _ => None,
+    let (request_limit, hold) = match fault {
+        Some(Fault::CloseRequestAfter { bytes }) => (Some(bytes), 0),
+        Some(Fault::CutClientThenHold { bytes, hold_ms }) => (Some(bytes), hold_ms),
+        _ => (None, 0),
     };
     let throttle = match fault {
         Some(Fault::Throttle {
@@ -244,8 +250,9 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
             }
             Some(limit) => {
                 io::copy(&mut (&mut body).take(limit), &mut to_server)?;
-                let _ = server_for_cut.shutdown(Shutdown::Both);
                 let _ = client_for_cut.shutdown(Shutdown::Both);
+                thread::sleep(std::time::Duration::from_millis(hold));
+                let _ = server_for_cut.shutdown(Shutdown::Both);
             }
         }
         Ok(())

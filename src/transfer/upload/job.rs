@@ -1,7 +1,7 @@
 //! One upload into a record that exists: send the data (retried from byte 0 on transient
-//! failures, re-authenticated once on a 401), hash it on another thread as it is read,
-//! start the import for glance-direct, wait for `active`, and on failure delete the
-//! record (unless `keep_failed`). A stop request (SIGINT, SIGTERM) ends the sending, a
+//! failures once Glance has put the record back to `queued`, re-authenticated once on a
+//! 401), hash it on another thread as it is read, start the import for glance-direct,
+//! wait for `active`, and on failure delete the record (unless `keep_failed`). A stop request (SIGINT, SIGTERM) ends the sending, a
 //! retry wait or the wait for `active` and is such a failure: the record is deleted.
 //!
 //! Owns that sequence. Must not: create the record or decide the format (that is
@@ -25,6 +25,9 @@ use crate::transfer::{TransferError, BUFFER_SIZE};
 
 /// Retries of the clean-up DELETE after a failed upload, whatever `--retries` says.
 const CLEANUP_RETRIES: u32 = 3;
+
+/// Longest wait for Glance to put the record back to `queued` after a broken attempt.
+const REQUEUE_WAIT: Duration = Duration::from_secs(30);
 
 /// One upload into an existing record.
 pub(super) struct Job<'a> {
@@ -138,11 +141,41 @@ impl Job<'_> {
                 .with("reason", error.to_string()),
             );
             pause(delay)?;
-            // A rejected token can reach us as a reset connection rather than a 401
-            // (Glance answers before reading the body and closes). A record lookup
-            // re-authenticates on a 401, so the next attempt carries a valid token;
-            // its own failure is left to the attempt to report.
-            let _ = self.glance.show(&self.id);
+            self.wait_until_queued()?;
+        }
+    }
+
+    /// Before a re-send: waits (at most [`REQUEUE_WAIT`]) until Glance has put the record
+    /// back to `queued`. Glance does so only once it has cleaned up after the broken
+    /// attempt; a PUT that arrives while the record still says `saving` (or `uploading`
+    /// when staging) is answered 409 and would fail the upload for good.
+    ///
+    /// The lookup also re-authenticates on a 401: a rejected token can reach us as a reset
+    /// connection rather than a 401 (Glance answers before reading the body and closes).
+    /// A lookup that fails, or a record still busy at the deadline, is left to the next
+    /// attempt to report.
+    fn wait_until_queued(&mut self) -> Result<(), TransferError> {
+        let started = Instant::now();
+        let mut interval = Duration::from_millis(100);
+        loop {
+            let Ok(image) = self.glance.show(&self.id) else {
+                return Ok(());
+            };
+            match image.status.as_str() {
+                "saving" | "uploading" => {}
+                "killed" | "deleted" | "pending_delete" => {
+                    return Err(TransferError::ImageFailed {
+                        image: self.id.clone(),
+                        status: image.status,
+                    })
+                }
+                _ => return Ok(()),
+            }
+            if started.elapsed() >= REQUEUE_WAIT {
+                return Ok(());
+            }
+            pause(interval)?;
+            interval = (interval * 2).min(Duration::from_secs(1));
         }
     }
 
