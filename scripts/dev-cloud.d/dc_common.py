@@ -28,7 +28,7 @@ STATE = os.environ.get("IMGFERRY_DEV_CLOUD_DIR") or os.path.expanduser(
 VENV = os.path.join(STATE, "venv")
 TIMEOUT = float(os.environ.get("IMGFERRY_DEV_CLOUD_TIMEOUT", "120"))
 # Version of the on-disk layout/provisioning; bump to force set-up to run again.
-SETUP_VERSION = "1"
+SETUP_VERSION = "2"
 
 _PRINT_LOCK = threading.Lock()
 

@@ -8,11 +8,13 @@ time (from /proc) and its working directory, and all three must match before a
 signal is sent.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 
@@ -132,7 +134,8 @@ def start_service(cloud, service):
         env["OS_KEYSTONE_CONFIG_DIR"] = cloud.etc_keystone
     else:
         # --timeout 0: a multi-GiB upload or download must never be cut off.
-        argv += ["--threads", "8", "--timeout", "0", "glance.wsgi.api:application"]
+        argv += ["--threads", "8", "--timeout", "0", "--pythonpath",
+                 os.path.join(STATE, "lib"), "glance_wsgi:application"]
         env["OS_GLANCE_CONFIG_DIR"] = cloud.etc_glance
     with open(gunicorn_log, "a") as log:
         proc = subprocess.Popen(argv, cwd=cloud.dir, env=env, stdin=subprocess.DEVNULL,
@@ -288,3 +291,15 @@ def setup_databases(cloud):
                env_extra={"OS_BOOTSTRAP_PASSWORD": ADMIN_PASSWORD})
     run_logged(cloud, [os.path.join(bin_, "glance-manage"), "--config-file",
                        os.path.join(cloud.etc_glance, "glance-api.conf"), "db_sync"])
+    for db in ("keystone.db", "glance.db"):
+        use_write_ahead_log(os.path.join(cloud.dir, db))
+
+
+def use_write_ahead_log(path):
+    """Switches an SQLite database to WAL mode (kept in the file itself). In the default
+    rollback-journal mode a reader blocks a writer, and parallel tests saw Glance answer
+    500 "database is locked"; in WAL mode only two writers wait for each other."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        raise DevCloudError(f"{path}: SQLite kept journal mode {mode!r}, not WAL")

@@ -76,8 +76,8 @@ def cmd_up():
         raise DevCloudError(f"port settings collide: {ports}")
     lib = os.path.join(STATE, "lib")
     os.makedirs(lib, exist_ok=True)
-    shutil.copyfile(os.path.join(HERE, "keystone_wsgi.py"),
-                    os.path.join(lib, "keystone_wsgi.py"))
+    for module in ("keystone_wsgi.py", "glance_wsgi.py", "sqlite_immediate.py"):
+        shutil.copyfile(os.path.join(HERE, module), os.path.join(lib, module))
     errors = {}
 
     def run(cloud):
