@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use imgferry::cloud::config::{CloudCatalog, ConfigEnv};
@@ -161,10 +161,6 @@ impl CreatedImages {
     }
 
     fn create_with(&mut self, name: &str, args: &[&str]) -> Value {
-        // The dev cloud's Glance keeps its records in SQLite, which answers concurrent
-        // writes with "database is locked" (HTTP 500): create one image at a time.
-        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dev = dev_cloud();
         let mut cmd = Command::new(dev.var("IMGFERRY_OPENSTACK"));
         clean_env(&mut cmd, dev.clouds_yaml());

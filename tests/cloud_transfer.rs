@@ -10,7 +10,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use common::dev_cloud::{clean_env, dev_cloud, openstack, unique_name};
 use common::fault_proxy::{Fault, FaultProxy, Rule};
@@ -125,13 +124,6 @@ fn ids_named(cloud: &str, name: &str) -> Vec<String> {
     .collect()
 }
 
-/// Glance's SQLite answers concurrent writes with "database is locked": one creator at a
-/// time within this binary (other binaries may still collide; imgferry retries 5xx).
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A raw image of `mib` MiB: pseudo-random data with holes in between.
 fn raw_image(dir: &Path, mib: usize, seed: u64) -> PathBuf {
     let path = dir.join(format!("disk-{seed}.raw"));
@@ -169,7 +161,6 @@ fn qcow2_image(dir: &Path) -> PathBuf {
 }
 
 fn upload(cloud: &str, file: &Path, name: &str, extra: &[&str]) -> Run {
-    let _turn = turn();
     let mut args = vec!["upload", common::path_str(file), "--name", name];
     args.extend(extra);
     imgferry(cloud, &args)
@@ -238,26 +229,23 @@ fn interoperates_with_the_openstack_client_both_ways() {
 
     // openstack image create --file -> imgferry download.
     let theirs = cleanup.name("c1-source", "by-openstack");
-    let created: Value = {
-        let _turn = turn();
-        serde_json::from_str(&openstack(
-            "c1-source",
-            &[
-                "image",
-                "create",
-                "-f",
-                "json",
-                "--disk-format",
-                "raw",
-                "--container-format",
-                "bare",
-                "--file",
-                common::path_str(&file),
-                &theirs,
-            ],
-        ))
-        .unwrap()
-    };
+    let created: Value = serde_json::from_str(&openstack(
+        "c1-source",
+        &[
+            "image",
+            "create",
+            "-f",
+            "json",
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--file",
+            common::path_str(&file),
+            &theirs,
+        ],
+    ))
+    .unwrap();
     let out = dir.path().join("from-openstack.raw");
     let run = imgferry(
         "c1-source",
@@ -641,13 +629,10 @@ fn upload_faults_leave_no_image_behind_and_503_is_retried() {
         fault: Fault::CloseRequestAfter { bytes: 2 << 20 },
         times: 1,
     });
-    let run = {
-        let _turn = turn();
-        via_proxy(
-            &clouds,
-            &["upload", file_str, "--name", &name, "--retries", "0"],
-        )
-    };
+    let run = via_proxy(
+        &clouds,
+        &["upload", file_str, "--name", &name, "--retries", "0"],
+    );
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
     assert_eq!(run.events("upload.created").len(), 1);
     assert_eq!(run.events("upload.cleaned_up").len(), 1, "{}", run.stdout);
@@ -661,10 +646,7 @@ fn upload_faults_leave_no_image_behind_and_503_is_retried() {
         fault: Fault::CloseRequestAfter { bytes: 1 << 20 },
         times: 1,
     });
-    let run = {
-        let _turn = turn();
-        via_proxy(&clouds, &["upload", file_str, "--name", &name])
-    };
+    let run = via_proxy(&clouds, &["upload", file_str, "--name", &name]);
     let result = run.result();
     assert_eq!(result["attempts"], 2);
     assert_eq!(
@@ -685,10 +667,7 @@ fn upload_faults_leave_no_image_behind_and_503_is_retried() {
         },
         times: 1,
     });
-    let run = {
-        let _turn = turn();
-        via_proxy(&clouds, &["upload", file_str, "--name", &name])
-    };
+    let run = via_proxy(&clouds, &["upload", file_str, "--name", &name]);
     let result = run.result();
     assert_eq!(result["attempts"], 2, "{}", run.stderr);
     assert_eq!(
@@ -704,10 +683,7 @@ fn upload_faults_leave_no_image_behind_and_503_is_retried() {
         fault: Fault::Unavailable,
         times: 2,
     });
-    let run = {
-        let _turn = turn();
-        via_proxy(&clouds, &["upload", file_str, "--name", &name])
-    };
+    let run = via_proxy(&clouds, &["upload", file_str, "--name", &name]);
     assert_eq!(run.result()["attempts"], 3);
     assert_eq!(run.events("upload.retry").len(), 2);
 }
@@ -778,10 +754,9 @@ fn interrupt_via_proxy(
     proxy: &FaultProxy,
     (method, path_suffix): (&str, &str),
     args: &[&str],
-) -> Run {
+) -> (Run, std::time::Duration) {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
-    let settle = Duration::from_millis(400);
     let mut cmd = common::imgferry();
     clean_env(&mut cmd, common::path_str(clouds));
     cmd.args(args)
@@ -790,16 +765,14 @@ fn interrupt_via_proxy(
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn imgferry");
     let started = Instant::now();
-    let mut seen_at: Option<Instant> = None;
-    while seen_at.is_none_or(|at| at.elapsed() < settle) {
-        if seen_at.is_none()
-            && proxy
-                .seen()
-                .iter()
-                .any(|s| s.method == method && s.path.ends_with(path_suffix))
-        {
-            seen_at = Some(Instant::now());
-        }
+    // The signal comes once the transfer is in its slow part: past the throttle's
+    // first MiB, however long the cloud took to start it.
+    let midway = |s: &common::fault_proxy::Seen| {
+        s.method == method
+            && s.path.ends_with(path_suffix)
+            && s.body_bytes() > (1 << 20) + (64 << 10)
+    };
+    while !proxy.seen().iter().any(midway) {
         if let Some(status) = child.try_wait().expect("poll imgferry") {
             let out = child.wait_with_output().expect("collect output");
             panic!(
@@ -810,14 +783,16 @@ fn interrupt_via_proxy(
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "the proxy never saw {method} ...{path_suffix}"
+            "the proxy never forwarded a MiB of {method} ...{path_suffix}"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
     let pid = i32::try_from(child.id()).expect("pid");
     // SAFETY: signalling our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "kill -INT");
+    let signalled = Instant::now();
     let out = child.wait_with_output().expect("wait for imgferry");
+    let stopping = signalled.elapsed();
     let run = Run {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -826,7 +801,7 @@ fn interrupt_via_proxy(
     for password in dev_cloud().passwords() {
         assert!(!run.stdout.contains(password) && !run.stderr.contains(password));
     }
-    run
+    (run, stopping)
 }
 
 #[test]
@@ -858,16 +833,18 @@ fn ctrl_c_keeps_a_download_part_for_resume_and_deletes_a_half_sent_upload() {
         fault: slow,
         times: 1,
     });
-    let started = std::time::Instant::now();
-    let run = interrupt_via_proxy(
+    let (run, stopping) = interrupt_via_proxy(
         &clouds,
         &proxy,
         ("GET", &file_path),
         &["download", &id, "-o", common::path_str(&out)],
     );
-    let seconds = started.elapsed().as_secs_f64();
     assert_eq!(run.code, Some(130), "{}{}", run.stdout, run.stderr);
-    assert!(seconds < 10.0, "the download took {seconds:.1} s to stop");
+    // The rest would take 14 s at the throttled rate.
+    assert!(
+        stopping.as_secs_f64() < 5.0,
+        "the download took {stopping:?} to stop"
+    );
     assert!(run.error().contains("interrupted"), "{}", run.error());
     assert!(!out.exists());
     let kept = std::fs::read(&part).expect("FILE.part is kept");
@@ -899,15 +876,12 @@ fn ctrl_c_keeps_a_download_part_for_resume_and_deletes_a_half_sent_upload() {
         fault: slow,
         times: 1,
     });
-    let run = {
-        let _turn = turn();
-        interrupt_via_proxy(
-            &clouds,
-            &proxy,
-            ("PUT", "/file"),
-            &["upload", common::path_str(&file), "--name", &name],
-        )
-    };
+    let (run, _) = interrupt_via_proxy(
+        &clouds,
+        &proxy,
+        ("PUT", "/file"),
+        &["upload", common::path_str(&file), "--name", &name],
+    );
     assert_eq!(run.code, Some(130), "{}{}", run.stdout, run.stderr);
     assert_eq!(run.events("upload.created").len(), 1, "{}", run.stdout);
     let cleaned = run.events("upload.cleaned_up");
@@ -1001,13 +975,10 @@ fn a_401_gets_one_new_token_and_one_replay() {
         times: 1,
     });
     let from = proxy.seen().len();
-    let run = {
-        let _turn = turn();
-        via_proxy(
-            &clouds,
-            &["upload", common::path_str(&file), "--name", &name],
-        )
-    };
+    let run = via_proxy(
+        &clouds,
+        &["upload", common::path_str(&file), "--name", &name],
+    );
     let result = run.result();
     assert!(
         result["verified"]

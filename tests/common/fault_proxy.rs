@@ -13,6 +13,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -84,6 +85,34 @@ pub struct Seen {
     pub fault: Option<Fault>,
     /// A hash of the client's `X-Auth-Token`: equal for the same token, else different.
     pub token_fingerprint: Option<u64>,
+    /// Body bytes forwarded so far, request and response together (a test waits on it
+    /// to act in the middle of a transfer).
+    pub body_bytes: Arc<AtomicU64>,
+}
+
+impl Seen {
+    /// Body bytes forwarded so far.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// A writer that adds what it writes to a shared count.
+struct Counting<'a, W> {
+    inner: W,
+    count: &'a AtomicU64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn fingerprint(token: &str) -> u64 {
@@ -162,6 +191,7 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
     let content_length: u64 = header("content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let body_bytes = Arc::new(AtomicU64::new(0));
     let fault = {
         let mut state = state.lock().unwrap();
         let path_only = path.split('?').next().unwrap_or_default().to_owned();
@@ -179,6 +209,7 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
             range: header("range"),
             fault,
             token_fingerprint: header("x-auth-token").as_deref().map(fingerprint),
+            body_bytes: Arc::clone(&body_bytes),
         });
         fault
     };
@@ -212,7 +243,8 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
     server.write_all(forwarded.as_bytes())?;
 
     // Request body: client -> server on its own thread.
-    let mut to_server = server.try_clone()?;
+    let uploaded = Arc::clone(&body_bytes);
+    let to_server = server.try_clone()?;
     let (request_limit, hold) = match fault {
         Some(Fault::CloseRequestAfter { bytes }) => (Some(bytes), 0),
         Some(Fault::CutClientThenHold { bytes, hold_ms }) => (Some(bytes), hold_ms),
@@ -228,6 +260,10 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
     let client_for_cut = client_writer.try_clone()?;
     let server_for_cut = server.try_clone()?;
     let uploader = thread::spawn(move || -> io::Result<()> {
+        let mut to_server = Counting {
+            inner: to_server,
+            count: &uploaded,
+        };
         let mut body = client_reader.take(content_length);
         match request_limit {
             None => {
@@ -285,6 +321,7 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
             _ => {}
         }
         client_writer.write_all(piece)?;
+        body_bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
         offset += n as u64;
         match throttle {
             Some((after, rate)) if offset > after => {
