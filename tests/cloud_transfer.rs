@@ -11,8 +11,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::dev_cloud::{clean_env, dev_cloud, openstack, unique_name};
+use common::dev_cloud::{clean_env, dev_cloud, openstack};
 use common::fault_proxy::{Fault, FaultProxy, Rule};
+use common::image_guard::{ids_named, ImageGuard};
 use serde_json::Value;
 
 /// What one imgferry run printed.
@@ -88,42 +89,6 @@ fn imgferry(cloud: &str, args: &[&str]) -> Run {
     run_imgferry(dev.clouds_yaml(), &all)
 }
 
-/// Images (by name) deleted from their cloud when the test ends, even by a panic.
-struct Cleanup(Vec<(String, String)>);
-
-impl Cleanup {
-    fn new() -> Self {
-        Self(Vec::new())
-    }
-
-    /// A unique name, remembered for deletion in `cloud`.
-    fn name(&mut self, cloud: &str, label: &str) -> String {
-        let name = unique_name(label);
-        self.0.push((cloud.to_owned(), name.clone()));
-        name
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for (cloud, name) in &self.0 {
-            for id in ids_named(cloud, name) {
-                let _ = std::panic::catch_unwind(|| openstack(cloud, &["image", "delete", &id]));
-            }
-        }
-    }
-}
-
-fn ids_named(cloud: &str, name: &str) -> Vec<String> {
-    openstack(
-        cloud,
-        &["image", "list", "--name", name, "-f", "value", "-c", "ID"],
-    )
-    .split_whitespace()
-    .map(str::to_owned)
-    .collect()
-}
-
 /// A raw image of `mib` MiB: pseudo-random data with holes in between.
 fn raw_image(dir: &Path, mib: usize, seed: u64) -> PathBuf {
     let path = dir.join(format!("disk-{seed}.raw"));
@@ -180,7 +145,7 @@ fn assert_no_file(path: &Path) {
 #[test]
 fn raw_and_qcow2_round_trips_keep_every_byte() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     for (file, format) in [
         (raw_image(dir.path(), 6, 11), "raw"),
         (qcow2_image(dir.path()), "qcow2"),
@@ -224,7 +189,7 @@ fn raw_and_qcow2_round_trips_keep_every_byte() {
 #[test]
 fn interoperates_with_the_openstack_client_both_ways() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let file = raw_image(dir.path(), 4, 21);
 
     // openstack image create --file -> imgferry download.
@@ -287,7 +252,7 @@ fn interoperates_with_the_openstack_client_both_ways() {
 #[test]
 fn copies_between_clouds_and_private_images_stay_private() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let file = raw_image(dir.path(), 3, 31);
     let name = cleanup.name("c1-source", "private");
     let id = upload("c1-source", &file, &name, &["--visibility", "private"]).result()["image"]
@@ -320,7 +285,7 @@ fn copies_between_clouds_and_private_images_stay_private() {
         &["download", &id, "-o", common::path_str(&local)],
     )
     .result();
-    cleanup.0.push(("c2-target".into(), name.clone()));
+    cleanup.watch("c2-target", &name);
     let copied = upload("c2-target", &local, &name, &[]).result();
     let original: Value = serde_json::from_str(&openstack(
         "c1-source",
@@ -352,7 +317,7 @@ fn copies_between_clouds_and_private_images_stay_private() {
 #[test]
 fn share_then_accept_lets_the_other_project_download() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let file = raw_image(dir.path(), 2, 41);
     let name = cleanup.name("c1-source", "shared");
     let id = upload("c1-source", &file, &name, &["--visibility", "private"]).result()["image"]
@@ -456,7 +421,7 @@ fn wrong_password_unknown_image_and_ambiguous_name_are_clear_errors() {
         run.error()
     );
 
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let name = cleanup.name("c1-source", "twin");
     let first = upload("c1-source", &file, &name, &[]).result()["image"]["id"].clone();
     let second = upload("c1-source", &file, &name, &[]).result()["image"]["id"].clone();
@@ -474,7 +439,7 @@ fn wrong_password_unknown_image_and_ambiguous_name_are_clear_errors() {
 #[test]
 fn a_format_mismatch_is_refused_before_anything_is_created() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let qcow2 = qcow2_image(dir.path());
     let name = cleanup.name("c1-source", "mismatch");
     let run = upload("c1-source", &qcow2, &name, &["--disk-format", "raw"]);
@@ -528,7 +493,7 @@ fn via_proxy(clouds: &Path, args: &[&str]) -> Run {
 #[test]
 fn download_faults_flipped_byte_dropped_connection_and_503_burst() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let file = raw_image(dir.path(), 8, 71);
     let name = cleanup.name("c1-source", "faults");
     let id = upload("c1-source", &file, &name, &[]).result()["image"]["id"]
@@ -615,7 +580,7 @@ fn download_faults_flipped_byte_dropped_connection_and_503_burst() {
 #[test]
 fn upload_faults_leave_no_image_behind_and_503_is_retried() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let file = raw_image(dir.path(), 6, 81);
     let proxy = FaultProxy::start(&glance_host_port());
     let clouds = proxied_clouds(dir.path(), &proxy);
@@ -691,7 +656,7 @@ fn upload_faults_leave_no_image_behind_and_503_is_retried() {
 #[test]
 fn glance_direct_import_stages_and_imports() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let file = qcow2_image(dir.path());
     let name = cleanup.name("c1-source", "import");
     let result = upload("c1-source", &file, &name, &["--method", "glance-direct"]).result();
@@ -706,7 +671,7 @@ fn glance_direct_import_stages_and_imports() {
 #[test]
 fn resume_continues_from_a_part_file_and_a_foreign_part_is_refused() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let file = raw_image(dir.path(), 4, 91);
     let name = cleanup.name("c1-source", "resume");
     let id = upload("c1-source", &file, &name, &[]).result()["image"]["id"]
@@ -807,7 +772,7 @@ fn interrupt_via_proxy(
 #[test]
 fn ctrl_c_keeps_a_download_part_for_resume_and_deletes_a_half_sent_upload() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     let file = raw_image(dir.path(), 8, 101);
     let data = std::fs::read(&file).unwrap();
     let name = cleanup.name("c1-source", "sigint-source");
@@ -919,7 +884,7 @@ fn assert_one_replay_with_a_new_token(requests: &[common::fault_proxy::Seen], wh
 #[test]
 fn a_401_gets_one_new_token_and_one_replay() {
     let dir = common::tempdir();
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = ImageGuard::new();
     // Small enough that the whole upload body is buffered before Glance answers.
     let file = raw_image(dir.path(), 1, 111);
     let data = std::fs::read(&file).unwrap();

@@ -11,7 +11,7 @@ use imgferry::cloud::glance::{Glance, ListFilter};
 use imgferry::cloud::keystone::{Session, SessionOptions};
 use imgferry::report::SilentReporter;
 
-use super::dev_cloud::{clean_env, dev_cloud, openstack};
+use super::dev_cloud::{clean_env, dev_cloud, openstack, unique_name};
 
 /// Image names to delete on drop, per cloud.
 #[derive(Default)]
@@ -28,6 +28,13 @@ impl ImageGuard {
     /// Deletes every image called `name` in `cloud` when the guard is dropped.
     pub fn watch(&mut self, cloud: &str, name: &str) {
         self.names.push((cloud.to_owned(), name.to_owned()));
+    }
+
+    /// A unique image name made from `label`, watched in `cloud`.
+    pub fn name(&mut self, cloud: &str, label: &str) -> String {
+        let name = unique_name(label);
+        self.watch(cloud, &name);
+        name
     }
 }
 
