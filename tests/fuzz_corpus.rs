@@ -1,18 +1,16 @@
 //! Stable stand-in for the cargo-fuzz target `qcow2_open_read`: replays the committed
 //! corpus, then thousands of deterministic mutations of it (bit flips, truncations,
-//! overwrites of the header, L1 and L2 areas with boundary values) within a few
-//! seconds. Any panic is saved to a file whose path the failure names.
+//! overwrites of the header, L1 and L2 areas with boundary values), the same ones
+//! every run. Any panic is saved to a file whose path the failure names.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use imgferry::disk::fuzzing::qcow2_open_read;
 
-/// Wall-clock budget for the mutations (the corpus itself always runs in full).
-const BUDGET: Duration = Duration::from_secs(4);
-/// Upper bound on mutations, so a fast machine does not run for the whole budget.
-const MAX_CASES: u64 = 60_000;
+/// Mutations to run after the corpus (about half a second here).
+const CASES: u64 = 60_000;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/qcow2_open_read");
@@ -141,7 +139,7 @@ fn corpus_and_mutations_never_panic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
     let (mut cases, mut opened) = (0u64, 0u64);
-    while cases < MAX_CASES && started.elapsed() < BUDGET {
+    while cases < CASES {
         let (name, seed) = &corpus[rng.below(corpus.len())];
         let input = mutate(&mut rng, seed);
         opened += u64::from(run_case(&format!("{name}-mutation-{cases}"), &input));
@@ -151,7 +149,6 @@ fn corpus_and_mutations_never_panic() {
         "{cases} mutations in {:?}, {opened} opened",
         started.elapsed()
     );
-    assert!(cases >= 1000, "only {cases} mutations ran in {BUDGET:?}");
     // Mutations that never get past the header would test little.
     assert!(
         opened * 5 >= cases,

@@ -4,8 +4,6 @@
 
 mod native_support;
 
-use std::time::Duration;
-
 use imgferry::guest::native::fuzzing;
 use native_support::replay::{replay, Replay};
 
@@ -32,8 +30,7 @@ fn partition_table_corpus_and_mutations_never_panic() {
         target: "partition_table",
         hot_ranges: partition_hot_ranges,
         run: |input| fuzzing::partition_table(input).is_some(),
-        budget: Duration::from_secs(3),
-        max_cases: 40_000,
+        cases: 40_000,
     });
     // Mutations that never get past the signature checks would test little.
     assert!(
@@ -57,8 +54,7 @@ fn ext4_walk_corpus_and_mutations_never_panic() {
         target: "ext4_walk",
         hot_ranges: ext4_hot_ranges,
         run: fuzzing::ext4_walk,
-        budget: Duration::from_secs(4),
-        max_cases: 20_000,
+        cases: 20_000,
     });
     assert!(
         accepted * 5 >= cases,
@@ -86,8 +82,7 @@ fn ext4_recover_corpus_and_mutations_never_panic() {
         target: "ext4_recover",
         hot_ranges: journal_hot_ranges,
         run: fuzzing::ext4_recover,
-        budget: Duration::from_secs(4),
-        max_cases: 20_000,
+        cases: 2_000,
     });
     assert!(
         accepted * 10 >= cases,
@@ -111,8 +106,7 @@ fn lvm_pv_corpus_and_mutations_never_panic() {
         target: "lvm_pv",
         hot_ranges: lvm_pv_hot_ranges,
         run: fuzzing::lvm_pv,
-        budget: Duration::from_secs(3),
-        max_cases: 20_000,
+        cases: 20_000,
     });
     assert!(
         accepted * 5 >= cases,
@@ -130,8 +124,7 @@ fn lvm_text_corpus_and_mutations_never_panic() {
         target: "lvm_text",
         hot_ranges: whole,
         run: fuzzing::lvm_text,
-        budget: Duration::from_secs(2),
-        max_cases: 40_000,
+        cases: 40_000,
     });
     assert!(
         accepted * 10 >= cases,

@@ -1,11 +1,12 @@
 //! A stable stand-in for a cargo-fuzz run: replays a committed corpus, then thousands
 //! of deterministic mutations of it (bit flips, truncations, little-endian boundary
-//! values and random bytes aimed at the metadata areas the caller names) within a
-//! time budget. A panic saves the input to a file whose path the failure names.
+//! values and random bytes aimed at the metadata areas the caller names). The same
+//! mutations every run, however fast the machine: no wall-clock budget decides how many
+//! run. A panic saves the input to a file whose path the failure names.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What to replay.
 pub struct Replay {
@@ -15,10 +16,8 @@ pub struct Replay {
     pub hot_ranges: fn(&[u8]) -> Vec<(usize, usize)>,
     /// The fuzz entry point; returns whether the input got past the first checks.
     pub run: fn(&[u8]) -> bool,
-    /// Wall-clock budget for the mutations (the corpus always runs in full).
-    pub budget: Duration,
-    /// Upper bound on mutations.
-    pub max_cases: u64,
+    /// Mutations to run after the corpus.
+    pub cases: u64,
 }
 
 /// Runs the corpus (every file must be accepted) and the mutations; returns
@@ -34,7 +33,7 @@ pub fn replay(config: &Replay) -> (u64, u64) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
     let (mut cases, mut accepted) = (0u64, 0u64);
-    while cases < config.max_cases && started.elapsed() < config.budget {
+    while cases < config.cases {
         let (name, seed) = &corpus[rng.below(corpus.len())];
         let input = mutate(&mut rng, seed, &(config.hot_ranges)(seed));
         accepted += u64::from(run_case(
@@ -48,11 +47,6 @@ pub fn replay(config: &Replay) -> (u64, u64) {
         "{}: {cases} mutations in {:?}, {accepted} accepted",
         config.target,
         started.elapsed()
-    );
-    assert!(
-        cases >= 500,
-        "only {cases} mutations ran in {:?}",
-        config.budget
     );
     (cases, accepted)
 }
