@@ -500,13 +500,15 @@ fn an_image_in_use_by_qemu_is_refused() {
     let dir = tempdir();
     let file = create(dir.path(), "busy.qcow2", "", "16M", &["write -z 0 64k"]);
     let mut holder = std::process::Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c", "sleep 20000", path_str(&file)])
+        .args(["-f", "qcow2", "-c", "sleep 600000", path_str(&file)])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start qemu-io");
-    // Wait until qemu-io holds its locks on the file (listed in /proc/locks by inode).
+    // Wait (up to 30 s: a loaded machine starts qemu-io slowly) until it holds its locks
+    // on the file (listed in /proc/locks by inode). It is killed below, long before its
+    // sleep of 10 minutes ends.
     let inode = format!(":{} ", std::fs::metadata(&file).unwrap().ino());
-    let locked = (0..100).any(|_| {
+    let locked = (0..600).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
         std::fs::read_to_string("/proc/locks").is_ok_and(|locks| locks.contains(&inode))
     });

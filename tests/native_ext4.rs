@@ -72,7 +72,15 @@ fn seed_tree(root: &Path, big_dir: bool) {
 /// Makes a filesystem image of `size` bytes from `tree` with `mke2fs` options.
 fn make_fs(image: &Path, tree: &Path, size: u64, options: &[&str]) {
     blank_disk(image, size);
-    let mut args = vec!["-q", "-F"];
+    // A fixed UUID and htree hash seed: the same directory layout every run.
+    let mut args = vec![
+        "-q",
+        "-F",
+        "-U",
+        "0c6f2a51-93d4-4e0b-8a7e-5d2b1f4c6e90",
+        "-E",
+        "hash_seed=7d1e9b3a-2c4f-4a85-b6d0-e3f19a8c5b27",
+    ];
     args.extend_from_slice(options);
     args.extend_from_slice(&["-d", arg(tree), arg(image)]);
     run("mke2fs", &args);

@@ -51,10 +51,16 @@ pub const VARIANTS: [Variant; 5] = [
     },
 ];
 
+/// The filesystem UUID every variant is made with.
+const FS_UUID: &str = "3a8f5c20-6b1d-4e97-9c42-d05e7b18a6f3";
+/// The htree hash seed every variant is made with (`mke2fs -E`).
+const HASH_SEED: &str = "hash_seed=91b4e6d2-0f7a-4c38-a5e1-6c2d8b9f4a07";
+
 /// Builds `image` (`size` bytes) from `tree` in `variant`.
 pub fn make_fs(image: &Path, tree: &Path, size: u64, variant: &Variant) {
     blank_disk(image, size);
-    let mut args = vec!["-q", "-F"];
+    // A fixed UUID and htree hash seed: a seed's failure rebuilds the same filesystem.
+    let mut args = vec!["-q", "-F", "-U", FS_UUID, "-E", HASH_SEED];
     args.extend_from_slice(variant.options);
     args.extend_from_slice(&["-d", arg(tree), arg(image)]);
     run("mke2fs", &args);
