@@ -635,6 +635,9 @@ fn upload_faults_leave_no_image_behind_and_503_is_retried() {
     let run = via_proxy(&clouds, &["upload", file_str, "--name", &name]);
     let result = run.result();
     assert_eq!(result["attempts"], 2, "{}", run.stderr);
+    let waited = run.events("upload.waiting");
+    assert_eq!(waited.len(), 1, "{}", run.stdout);
+    assert_eq!(waited[0]["status"], "saving");
     assert_eq!(
         result["image"]["checksum"].as_str().unwrap(),
         md5_hex(&file)

@@ -157,11 +157,26 @@ impl Job<'_> {
     fn wait_until_queued(&mut self) -> Result<(), TransferError> {
         let started = Instant::now();
         let mut interval = Duration::from_millis(100);
+        let mut said = false;
         loop {
             let Ok(image) = self.glance.show(&self.id) else {
                 return Ok(());
             };
             match image.status.as_str() {
+                "saving" | "uploading" if !said => {
+                    said = true;
+                    self.reporter.event(
+                        Event::new(
+                            "upload.waiting",
+                            format!(
+                                "image {} still says `{}` after the broken attempt; waiting for Glance to put it back to `queued`",
+                                self.id, image.status
+                            ),
+                        )
+                        .with("image_id", self.id.clone())
+                        .with("status", image.status.clone()),
+                    );
+                }
                 "saving" | "uploading" => {}
                 "killed" | "deleted" | "pending_delete" => {
                     return Err(TransferError::ImageFailed {
