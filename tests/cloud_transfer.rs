@@ -643,6 +643,35 @@ fn upload_faults_leave_no_image_behind_and_503_is_retried() {
         md5_hex(&file)
     );
 
+    // The same while staging for glance-direct: the record says `uploading` meanwhile.
+    let name = cleanup.name("c1-source", "cut-while-staging");
+    proxy.add(Rule {
+        method: "PUT",
+        path_suffix: "/stage".into(),
+        fault: Fault::CutClientThenHold {
+            bytes: 1 << 20,
+            hold_ms: 3000,
+        },
+        times: 1,
+    });
+    let run = via_proxy(
+        &clouds,
+        &[
+            "upload",
+            file_str,
+            "--name",
+            &name,
+            "--method",
+            "glance-direct",
+        ],
+    );
+    let result = run.result();
+    assert_eq!(result["attempts"], 2, "{}", run.stderr);
+    assert_eq!(result["image"]["status"], "active");
+    let waited = run.events("upload.waiting");
+    assert_eq!(waited.len(), 1, "{}", run.stdout);
+    assert_eq!(waited[0]["status"], "uploading");
+
     // A 503 burst on the PUT: retried.
     let name = cleanup.name("c1-source", "busy");
     proxy.add(Rule {
