@@ -358,6 +358,19 @@ fn share_then_accept_lets_the_other_project_download() {
     // The accepted image is now listed for the member, as the openstack CLI sees it.
     let listed = openstack("c1-target", &["image", "list", "-f", "value", "-c", "ID"]);
     assert!(listed.contains(&id), "{listed}");
+
+    // Sharing again (Glance answers 409 to a second add) reports the member as it is.
+    let again = imgferry("c1-source", &["share", &id, "--project", &target_project]);
+    let result = again.result();
+    assert_eq!(result["status"], "accepted", "{}", again.stdout);
+    assert_eq!(result["member_id"], target_project.as_str());
+    let existing = again.events("share.existing");
+    assert_eq!(existing.len(), 1, "{}", again.stdout);
+    assert_eq!(existing[0]["status"], "accepted");
+    assert!(
+        again.events("share.visibility").is_empty(),
+        "already shared"
+    );
 }
 
 #[test]

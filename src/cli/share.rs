@@ -9,6 +9,7 @@ use serde_json::json;
 use super::cloud_args::CloudArgs;
 use super::{Failure, Output};
 use crate::cloud::glance::{MemberStatus, PatchOp};
+use crate::cloud::CloudError;
 use crate::exit::ExitCode;
 use crate::report::{Event, Reporter};
 use crate::transfer::RetryPolicy;
@@ -41,8 +42,9 @@ pub struct ShareArgs {
 pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
     let mut glance = args.cloud.connect_glance(output)?;
     let reporter = output.reporter();
-    // Setting visibility and accepting repeat safely; adding a member does not (a
-    // retry after a lost answer meets 409), so it is sent once.
+    // Every request here is retried on transient answers. Adding a member is made safe
+    // to repeat: Glance answers 409 when the project already is one (a retry after a
+    // lost answer, or a second run), and then the existing member is the answer.
     let retry = RetryPolicy::metadata();
     if let Some(project) = &args.project {
         if !looks_like_project_id(project) {
@@ -68,7 +70,29 @@ pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
                 .with("image_id", image.id.clone()),
             );
         }
-        let member = glance.add_member(&image.id, project)?;
+        let mut existing = false;
+        let member = retry.run(|| match glance.add_member(&image.id, project) {
+            // A 409 with no such member has another cause: that error is the answer.
+            Err(conflict @ CloudError::Http { status: 409, .. }) => {
+                let found = glance.member(&image.id, project).map_err(|_| conflict)?;
+                existing = true;
+                Ok(found)
+            }
+            answer => answer,
+        })?;
+        if existing {
+            reporter.event(
+                Event::new(
+                    "share.existing",
+                    format!(
+                        "project {} already is a member of image {} (status {})",
+                        member.member_id, member.image_id, member.status
+                    ),
+                )
+                .with("image_id", member.image_id.clone())
+                .with("status", member.status.clone()),
+            );
+        }
         let human = format!(
             "shared image {} with project {} (status {}); that project accepts with: imgferry share {} --accept",
             member.image_id, member.member_id, member.status, member.image_id
@@ -90,7 +114,7 @@ pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
             })?;
         let image_id = match glance.show(&args.image) {
             Ok(image) => image.id,
-            Err(crate::cloud::CloudError::ImageNotFound { .. }) => glance.resolve(&args.image)?.id,
+            Err(CloudError::ImageNotFound { .. }) => glance.resolve(&args.image)?.id,
             Err(other) => return Err(other.into()),
         };
         let member =

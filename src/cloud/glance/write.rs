@@ -135,6 +135,18 @@ impl Glance {
         }
     }
 
+    /// One member of an image (`GET /v2/images/{id}/members/{member_id}`), as the owner
+    /// or that member sees it.
+    pub fn member(&mut self, id: &str, member_id: &str) -> Result<Member, CloudError> {
+        let url = self.images_url(&[id, "members", member_id]);
+        let response = self.session.send(Method::Get, &url, None)?;
+        match response.status().as_u16() {
+            200 => http::read_json(&url, response),
+            404 => Err(self.not_found(id)),
+            _ => Err(http::status_error(Method::Get, &url, response)),
+        }
+    }
+
     /// Sets a member's status (run as the member project: accept or reject a share).
     pub fn update_member(
         &mut self,
