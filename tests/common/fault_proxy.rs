@@ -4,7 +4,7 @@
 //! sides for `Connection: close`) and, when a [`Rule`] matches the request's method and
 //! path, injects one fault: flip one byte of the response body, close the connection
 //! after N response (or request) body bytes (or cut the client and hold Glance's side
-//! open a while longer), answer 503 without forwarding, slow both
+//! open until the client has looked at the record), answer 503 without forwarding, slow both
 //! bodies down (so a test can kill a client mid-transfer), or forward the request with
 //! its token replaced by an invalid one (so the real Glance answers 401, as it does to an
 //! expired or revoked token). A request body the client cuts
@@ -13,7 +13,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -27,9 +27,11 @@ pub enum Fault {
     /// Forward this many request body bytes, then close both sockets.
     CloseRequestAfter { bytes: u64 },
     /// Forward this many request body bytes, then close the client's socket at once but
-    /// keep Glance's open (and silent) for `hold_ms` more: Glance goes on waiting for
-    /// the body, so the record stays `saving` while the client already retries.
-    CutClientThenHold { bytes: u64, hold_ms: u64 },
+    /// keep Glance's open (and silent) until the proxy has answered a later `GET` of the
+    /// image record (at most [`HOLD_LIMIT`]): Glance goes on waiting for the body, so the
+    /// client's first look after the cut finds the record still `saving` (or `uploading`),
+    /// however slow the machine is.
+    CutClientThenHold { bytes: u64 },
     /// Answer `503 Service Unavailable` without contacting Glance.
     Unavailable,
     /// Forward the first `after` bytes of the request and response bodies at full
@@ -41,6 +43,10 @@ pub enum Fault {
 
 /// What replaces the client's token under [`Fault::InvalidToken`].
 const INVALID_TOKEN: &str = "gAAAAABinvalid-token-injected-by-the-test-proxy";
+
+/// Longest hold of Glance's side under [`Fault::CutClientThenHold`] when the client never
+/// looks at the record (the test then fails on its own assertions, not by hanging).
+const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Bytes forwarded per step while throttling.
 const THROTTLE_STEP: u64 = 16 * 1024;
@@ -88,6 +94,8 @@ pub struct Seen {
     /// Body bytes forwarded so far, request and response together (a test waits on it
     /// to act in the middle of a transfer).
     pub body_bytes: Arc<AtomicU64>,
+    /// Set once the response has been forwarded to the client in full.
+    pub answered: Arc<AtomicBool>,
 }
 
 impl Seen {
@@ -170,7 +178,7 @@ impl FaultProxy {
     }
 }
 
-fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result<()> {
+fn handle(client: TcpStream, upstream: &str, state: &Arc<Mutex<State>>) -> io::Result<()> {
     let mut client_reader = BufReader::new(client.try_clone()?);
     let head = read_head(&mut client_reader)?;
     let mut lines = head.split("\r\n");
@@ -192,6 +200,7 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let body_bytes = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicBool::new(false));
     let fault = {
         let mut state = state.lock().unwrap();
         let path_only = path.split('?').next().unwrap_or_default().to_owned();
@@ -210,9 +219,78 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
             fault,
             token_fingerprint: header("x-auth-token").as_deref().map(fingerprint),
             body_bytes: Arc::clone(&body_bytes),
+            answered: Arc::clone(&answered),
         });
         fault
     };
+    let result = forward(
+        client_reader,
+        client,
+        Exchange {
+            request_line,
+            path,
+            headers,
+            content_length,
+            fault,
+            body_bytes,
+        },
+        upstream,
+        state,
+    );
+    answered.store(true, Ordering::SeqCst);
+    result
+}
+
+/// The parts of a request [`handle`] has read and decided on.
+struct Exchange {
+    request_line: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    content_length: u64,
+    fault: Option<Fault>,
+    body_bytes: Arc<AtomicU64>,
+}
+
+/// The record path `/v2/images/{id}` of an upload path `/v2/images/{id}/file|stage`.
+fn record_path(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
+    path.rsplit_once('/')
+        .map(|(record, _)| record.to_owned())
+        .unwrap_or_default()
+}
+
+/// Waits until a `GET` of `record` seen after the first `after` requests has been
+/// answered, or [`HOLD_LIMIT`] has passed.
+fn wait_for_look(state: &Mutex<State>, record: &str, after: usize) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < HOLD_LIMIT {
+        let looked = state.lock().unwrap().seen.iter().skip(after).any(|s| {
+            s.method == "GET"
+                && s.path.split('?').next() == Some(record)
+                && s.answered.load(Ordering::SeqCst)
+        });
+        if looked {
+            return;
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn forward(
+    mut client_reader: BufReader<TcpStream>,
+    client: TcpStream,
+    exchange: Exchange,
+    upstream: &str,
+    state: &Arc<Mutex<State>>,
+) -> io::Result<()> {
+    let Exchange {
+        request_line,
+        path,
+        headers,
+        content_length,
+        fault,
+        body_bytes,
+    } = exchange;
     let mut client_writer = client;
 
     if fault == Some(Fault::Unavailable) {
@@ -246,10 +324,11 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
     let uploaded = Arc::clone(&body_bytes);
     let to_server = server.try_clone()?;
     let (request_limit, hold) = match fault {
-        Some(Fault::CloseRequestAfter { bytes }) => (Some(bytes), 0),
-        Some(Fault::CutClientThenHold { bytes, hold_ms }) => (Some(bytes), hold_ms),
-        _ => (None, 0),
+        Some(Fault::CloseRequestAfter { bytes }) => (Some(bytes), false),
+        Some(Fault::CutClientThenHold { bytes }) => (Some(bytes), true),
+        _ => (None, false),
     };
+    let record = record_path(&path);
     let throttle = match fault {
         Some(Fault::Throttle {
             after,
@@ -259,6 +338,7 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
     };
     let client_for_cut = client_writer.try_clone()?;
     let server_for_cut = server.try_clone()?;
+    let held_state = Arc::clone(state);
     let uploader = thread::spawn(move || -> io::Result<()> {
         let mut to_server = Counting {
             inner: to_server,
@@ -286,8 +366,11 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> io::Result
             }
             Some(limit) => {
                 io::copy(&mut (&mut body).take(limit), &mut to_server)?;
+                let cut_at = held_state.lock().unwrap().seen.len();
                 let _ = client_for_cut.shutdown(Shutdown::Both);
-                thread::sleep(std::time::Duration::from_millis(hold));
+                if hold {
+                    wait_for_look(&held_state, &record, cut_at);
+                }
                 let _ = server_for_cut.shutdown(Shutdown::Both);
             }
         }
