@@ -21,6 +21,7 @@ use crate::pipeline::glance::GlanceSource;
 use crate::pipeline::glance_target::GlanceTarget;
 use crate::pipeline::local::{FileSource, FileTarget};
 use crate::pipeline::properties::VERIFIED_PROPERTY;
+use crate::pipeline::volumes::{self, TargetShape};
 use crate::pipeline::{
     self, DiskFormat, OutputChoice, PropertyEdits, Request, Source, Stage, Target,
 };
@@ -124,6 +125,14 @@ pub struct MigrateArgs {
     /// Print the plan (final property set, sysprep plan) and change nothing anywhere.
     #[arg(long)]
     pub dry_run: bool,
+    /// What a volume-backed snapshot becomes at the target: `image` (one image per disk)
+    /// or `volumes` (volumes, their snapshots, and an image record that boots from them,
+    /// as Nova made the source).
+    #[arg(long, value_enum, default_value = "image")]
+    pub target_as: TargetAsArg,
+    /// With --target-as volumes: keep the images the target volumes were made from.
+    #[arg(long)]
+    pub keep_images: bool,
     /// TEST HOOK: fail right after this stage is recorded.
     #[arg(long, hide = true, value_name = "STAGE", value_parser = parse_stage)]
     pub test_stop_after: Option<Stage>,
@@ -134,6 +143,22 @@ pub struct MigrateArgs {
 pub enum DiskFormatArg {
     Raw,
     Qcow2,
+}
+
+/// `--target-as` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetAsArg {
+    Image,
+    Volumes,
+}
+
+impl TargetAsArg {
+    pub(super) fn shape(self) -> TargetShape {
+        match self {
+            Self::Image => TargetShape::Image,
+            Self::Volumes => TargetShape::Volumes,
+        }
+    }
 }
 
 /// `--visibility` values.
@@ -157,6 +182,17 @@ fn parse_stage(text: &str) -> Result<Stage, String> {
 pub fn run(args: MigrateArgs, flavour: Flavour, output: &Output) -> Result<ExitCode, Failure> {
     let request = request(&args, flavour)?;
     let reporter = output.reporter();
+    if args.from_file.is_none() {
+        let session = connect_session(args.from.as_deref(), None, &reporter)?;
+        let mut glance = Glance::connect(session.clone())?;
+        let wanted = args.source.as_deref().unwrap_or_default();
+        let image = glance.resolve(wanted)?;
+        if volumes::is_volume_backed(&image) {
+            return super::migrate_volumes::run(
+                &args, flavour, &request, image, session, glance, output,
+            );
+        }
+    }
     let mut source = source(&args, &reporter)?;
     if let (Some(from), Some(to)) = (&args.from, &args.to) {
         if from == to && args.project.is_some() {
@@ -198,11 +234,26 @@ pub fn run(args: MigrateArgs, flavour: Flavour, output: &Output) -> Result<ExitC
     Ok(ExitCode::Success)
 }
 
-fn flavour_name(flavour: Flavour) -> &'static str {
+pub(super) fn flavour_name(flavour: Flavour) -> &'static str {
     match flavour {
         Flavour::Migrate => "migrate",
         Flavour::Template => "template",
     }
+}
+
+/// A session with cloud `cloud` (default OS_CLOUD), scoped to `project` if given.
+pub(super) fn connect_session(
+    cloud: Option<&str>,
+    project: Option<&str>,
+    reporter: &dyn Reporter,
+) -> Result<Session, Failure> {
+    let config =
+        CloudCatalog::load(&ConfigEnv::from_process())?.select(cloud.filter(|c| !c.is_empty()))?;
+    let options = SessionOptions {
+        project: project.map(str::to_owned),
+        ..SessionOptions::default()
+    };
+    Ok(Session::connect(&config, &options, reporter)?)
 }
 
 fn connect(
@@ -210,14 +261,7 @@ fn connect(
     project: Option<&str>,
     reporter: &dyn Reporter,
 ) -> Result<Glance, Failure> {
-    let config =
-        CloudCatalog::load(&ConfigEnv::from_process())?.select(cloud.filter(|c| !c.is_empty()))?;
-    let options = SessionOptions {
-        project: project.map(str::to_owned),
-        ..SessionOptions::default()
-    };
-    let session = Session::connect(&config, &options, reporter)?;
-    Ok(Glance::connect(session)?)
+    Ok(Glance::connect(connect_session(cloud, project, reporter)?)?)
 }
 
 fn source(args: &MigrateArgs, reporter: &dyn Reporter) -> Result<Box<dyn Source>, Failure> {
@@ -299,6 +343,13 @@ fn request(args: &MigrateArgs, flavour: Flavour) -> Result<Request, Failure> {
         "drop_property": edits.drop,
         "visibility": visibility,
     });
+    let mut description = description;
+    if args.target_as != TargetAsArg::Image || args.keep_images {
+        // Only for volume-backed sources; left out otherwise so that the digests of
+        // image-backed requests stay what earlier versions computed.
+        description["target_as"] = json!(format!("{:?}", args.target_as));
+        description["keep_images"] = json!(args.keep_images);
+    }
     let digest = pipeline::request_digest(&description);
     let work_dir = match &args.work_dir {
         Some(dir) => dir.clone(),

@@ -14,6 +14,7 @@ mod info;
 mod manifest;
 mod migrate;
 mod migrate_text;
+mod migrate_volumes;
 mod output;
 mod share;
 mod sysprep;

@@ -129,6 +129,14 @@ pub enum CloudError {
     },
     #[error("listing {url} did not end after {pages} pages")]
     TooManyPages { url: String, pages: usize },
+    #[error("cloud `{cloud}` offers no Block Storage (Cinder) API: {reason}")]
+    NoBlockStorage { cloud: String, reason: String },
+    #[error("no {kind} `{id}` is visible to project {project}")]
+    BlockStorageNotFound {
+        kind: &'static str,
+        id: String,
+        project: String,
+    },
 }
 
 fn server_says(message: &Option<String>) -> String {
@@ -268,6 +276,12 @@ impl CloudError {
             Self::AmbiguousProject { .. } => Some("name the project by its id".into()),
             Self::CannotRescope { .. } => Some("use a cloud entry whose credentials are for that project".into()),
             Self::TooManyPages { .. } => None,
+            Self::NoBlockStorage { .. } => Some(
+                "volume-backed snapshots and volumes need the cloud's Cinder; ask its operator for a `volumev3` endpoint".into(),
+            ),
+            Self::BlockStorageNotFound { .. } => Some(
+                "Cinder shows only the project's own volumes and snapshots: pass the owning project with --os-project-name, or check the id".into(),
+            ),
         }
     }
 }

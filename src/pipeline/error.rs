@@ -75,6 +75,40 @@ pub enum PipelineError {
     Interrupted(#[from] crate::interrupt::Interrupted),
     #[error("stopped after stage {stage} (test hook)")]
     TestStop { stage: &'static str },
+    #[error("volume-backed snapshot {id} has an unusable block_device_mapping: {problem}")]
+    InvalidMapping { id: String, problem: String },
+    #[error("Cinder snapshot {id} ({device}) is not visible to project {project}")]
+    SnapshotNotVisible {
+        id: String,
+        device: String,
+        project: String,
+    },
+    #[error("Cinder snapshot {id} ({device}) is {status}, not available")]
+    SnapshotNotUsable {
+        id: String,
+        device: String,
+        status: String,
+    },
+    #[error(
+        "project {project} has room for {room} more {resource} (limit {limit}), the run needs {needed}"
+    )]
+    QuotaTooSmall {
+        project: String,
+        resource: &'static str,
+        needed: u64,
+        room: u64,
+        limit: i64,
+    },
+    #[error("{what} is still {status} after {seconds} s")]
+    WaitTimedOut {
+        what: String,
+        status: String,
+        seconds: u64,
+    },
+    #[error("volume or snapshot {id} went to status {status}")]
+    VolumeFailed { id: String, status: String },
+    #[error("Cinder's upload into image {image} failed: the image is {status}")]
+    VolumeUploadFailed { image: String, status: String },
 }
 
 impl PipelineError {
@@ -130,8 +164,29 @@ impl PipelineError {
                 Some("wait until it is active (openstack image show), or pick another".into())
             }
             Self::VolumeBacked { .. } => Some(
-                "imgferry cannot read Cinder yet: create an image from the volume \
-                 (openstack image create --volume VOLUME NAME) and migrate that image"
+                "migrate or template it from a cloud (not --from-file/--to-file): its disks are read through Cinder"
+                    .into(),
+            ),
+            Self::InvalidMapping { .. } => Some(
+                "it was not written by Nova's snapshot of a boot-from-volume server; migrate its volumes' snapshots one by one"
+                    .into(),
+            ),
+            Self::SnapshotNotVisible { .. } => Some(
+                "run as the project that owns the snapshots (--from a cloud scoped to it)".into(),
+            ),
+            Self::SnapshotNotUsable { .. } => Some(
+                "wait until the snapshot is available (openstack volume snapshot show), or take a new instance snapshot"
+                    .into(),
+            ),
+            Self::QuotaTooSmall { .. } => Some(
+                "nothing was created; raise the quota (openstack quota set --volumes/--gigabytes/--snapshots) or free space in that project"
+                    .into(),
+            ),
+            Self::WaitTimedOut { .. } => Some(
+                "the cloud is slow or stuck; re-run the same command to continue where it stopped".into(),
+            ),
+            Self::VolumeUploadFailed { .. } => Some(
+                "see cinder-volume's log; a volume that still has snapshots cannot be uploaded by file-based drivers"
                     .into(),
             ),
             Self::MissingHash { .. } => Some(

@@ -26,7 +26,7 @@ pub const PAGE_SIZE: u32 = 200;
 const MAX_PAGES: usize = 10_000;
 
 /// A connection to one cloud's Image service, v2.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Glance {
     session: Session,
     /// The v2 root, e.g. `https://glance.example.com:9292/v2/`.

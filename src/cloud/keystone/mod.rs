@@ -33,8 +33,9 @@ pub struct SessionOptions {
     pub http: HttpOptions,
 }
 
-/// An authenticated connection to one cloud.
-#[derive(Debug)]
+/// An authenticated connection to one cloud. A clone shares the HTTP connections and
+/// starts from the same token; each clone renews its own.
+#[derive(Debug, Clone)]
 pub struct Session {
     cloud: String,
     http: HttpClient,
