@@ -177,10 +177,7 @@ mod tests {
             "source image i1 is volume-backed (size 0, block_device_mapping): its data is in \
              Cinder snapshot(s) s-1, s-2"
         );
-        assert!(err
-            .hint()
-            .unwrap()
-            .contains("openstack image create --volume"));
+        assert!(err.hint().unwrap().contains("read through Cinder"));
         let garbage = image(json!({"size": null, "block_device_mapping": "not json"}));
         assert!(
             matches!(record_of("c1", garbage), Err(PipelineError::VolumeBacked { snapshots, .. }) if snapshots.is_empty())
