@@ -22,7 +22,7 @@ pub const MAX_PROPERTY_LEN: usize = 255;
 
 /// Keys that describe the instance a snapshot came from, or that Glance computes,
 /// reserves or makes read-only: never copied to the target.
-const DROPPED: [(&str, &str); 24] = [
+const DROPPED: [(&str, &str); 25] = [
     ("instance_uuid", "describes the source instance"),
     ("user_id", "describes the source instance"),
     ("image_type", "describes the source instance"),
@@ -45,6 +45,10 @@ const DROPPED: [(&str, &str); 24] = [
     ("stores", "set by Glance"),
     ("direct_url", "set by Glance"),
     ("locations", "set by Glance"),
+    (
+        "signature_verified",
+        "set by Cinder on a volume made from an image",
+    ),
     ("kernel_id", "an image id of the source cloud"),
     ("ramdisk_id", "an image id of the source cloud"),
 ];

@@ -20,6 +20,7 @@ use crate::cloud::glance::{DataTarget, Glance, ListFilter, PatchOp};
 use crate::cloud::CloudError;
 use crate::pipeline::endpoints::TargetImage;
 use crate::pipeline::error::{PipelineError, Result};
+use crate::pipeline::properties::{drop_reason, VERIFIED_PROPERTY};
 use crate::report::{Event, Reporter};
 
 /// What the target of a volume-backed snapshot becomes.
@@ -266,7 +267,10 @@ pub fn record(
     let root = disks.iter().find(|d| d.is_root());
     let mut fields = Map::new();
     for (key, value) in root_properties {
-        if key != crate::pipeline::properties::VERIFIED_PROPERTY {
+        // The root image's own properties and its provenance; not what Glance computed
+        // or owns (read-only keys are refused on create), nor the root image's data mark.
+        let provenance = key.starts_with("imgferry_") && key != VERIFIED_PROPERTY;
+        if provenance || drop_reason(key).is_none() {
             fields.insert(key.clone(), value.clone());
         }
     }
