@@ -548,3 +548,241 @@ fn volume_backed_snapshot_to_images_in_another_cloud() {
     assert_data_disk(&raw, &data);
     assert_same_inventory(&before, &inventory("c1-source"), &moved, "c1-source");
 }
+
+/// `imgferry --json ARGS`, SIGKILLed as soon as it emits an event of kind `kind`; returns
+/// whether that event came (the run may also have ended first).
+fn kill_at_event(args: &[&str], kind: &str) -> bool {
+    use std::io::BufRead;
+    let mut cmd = imgferry();
+    clean_env(&mut cmd, dev_cloud().clouds_yaml());
+    cmd.envs(guestfs_env().iter().map(|(k, v)| (k, v)));
+    cmd.arg("--json").args(args);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = false;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if serde_json::from_str::<Value>(&line)
+            .is_ok_and(|v| v["event"] == kind || v["kind"] == kind)
+        {
+            child.kill().unwrap();
+            seen = true;
+            break;
+        }
+    }
+    let _ = child.wait();
+    seen
+}
+
+#[test]
+fn sigkill_while_temporaries_and_target_volumes_are_made_then_a_rerun_finishes_once() {
+    let dir = common::tempdir();
+    let name = unique_name("bfv-kill");
+    let (snapshot, data) = build_snapshot(dir.path(), "c1", "source", &name);
+    let before = inventory("c1-source");
+    let moved = format!("{name}-moved");
+    let work = dir.path().join("work");
+    let args = [
+        "migrate",
+        snapshot.id(),
+        "--from",
+        "c1-source",
+        "--to",
+        "c1-target",
+        "--name",
+        &moved,
+        "--target-as",
+        "volumes",
+        "--no-sysprep",
+        "--work-dir",
+        path_str(&work),
+    ];
+    // Killed while the temporary volume is being created, then while Cinder uploads
+    // it, then while the target volume is being created: each re-run goes on.
+    for kind in [
+        "volume.temporary",
+        "volume.uploading",
+        "volume.target_volume",
+    ] {
+        assert!(
+            kill_at_event(&args, kind),
+            "no {kind} event before the run ended"
+        );
+    }
+    let (ok, lines, stderr) = imgferry_json(&args);
+    let summary = result(&lines).clone();
+    let _target = TargetCleanup {
+        cloud: "c1-target",
+        summary: summary.clone(),
+    };
+    assert!(ok, "{stderr}\n{lines:#?}");
+    let record_id = summary["record"]["id"].as_str().unwrap();
+    let records: Vec<Value> = json(&openstack(
+        "c1-target",
+        &["image", "list", "--name", &moved, "-f", "json"],
+    ))
+    .as_array()
+    .unwrap()
+    .clone();
+    assert_eq!(records.len(), 1, "one target record: {records:?}");
+    assert_eq!(records[0]["ID"], record_id);
+    // Exactly one volume and one snapshot per disk at the target.
+    for (kind, list) in [
+        ("volume", &["volume", "list", "-f", "json"][..]),
+        (
+            "snapshot",
+            &["volume", "snapshot", "list", "-f", "json"][..],
+        ),
+    ] {
+        let ours: Vec<Value> = json(&openstack("c1-target", list))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["Name"].as_str().is_some_and(|n| n.starts_with(&moved)))
+            .cloned()
+            .collect();
+        assert_eq!(ours.len(), 2, "{kind}s at the target: {ours:?}");
+    }
+    let data_snapshot = summary["disks"][1]["snapshot"].as_str().unwrap();
+    let back = read_back_snapshot("c1-target", data_snapshot, dir.path());
+    assert_data_disk(&back, &data);
+    assert_same_inventory(&before, &inventory("c1-source"), &moved, "c1-source");
+}
+
+#[test]
+fn bad_snapshots_and_a_small_quota_are_refused_before_anything_is_made() {
+    let dir = common::tempdir();
+    let name = unique_name("bfv-refused");
+    // c2/source: no other test uses its volumes, so its quota can be shrunk here.
+    let (snapshot, _) = build_snapshot(dir.path(), "c2", "source", &name);
+    let before = inventory("c2-source");
+    let args = |target: &'static str| -> Vec<String> {
+        [
+            "migrate",
+            snapshot.id(),
+            "--from",
+            "c2-source",
+            "--to",
+            target,
+            "--no-sysprep",
+            "--work-dir",
+            path_str(&dir.path().join("work")),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let refused = |args: &[String], words: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, lines, stderr) = imgferry_json(&args);
+        assert!(!ok, "{lines:?}");
+        assert!(stderr.contains(words), "{words}: {stderr}");
+    };
+
+    // A quota with no room for the temporary volume.
+    let quota = json(&openstack(
+        "c2-admin",
+        &["quota", "show", "source", "-f", "json"],
+    ));
+    let limit = quota["volumes"].as_i64().unwrap_or(10).to_string();
+    let in_use = json(&openstack("c2-source", &["volume", "list", "-f", "json"]))
+        .as_array()
+        .unwrap()
+        .len();
+    openstack(
+        "c2-admin",
+        &["quota", "set", "--volumes", &in_use.to_string(), "source"],
+    );
+    let outcome =
+        std::panic::catch_unwind(|| refused(&args("c2-target"), "room for 0 more volumes"));
+    openstack("c2-admin", &["quota", "set", "--volumes", &limit, "source"]);
+    outcome.unwrap();
+
+    // A snapshot in `error`.
+    let root_snapshot = snapshot.snapshots()[0].clone();
+    openstack(
+        "c2-admin",
+        &[
+            "volume",
+            "snapshot",
+            "set",
+            "--state",
+            "error",
+            &root_snapshot,
+        ],
+    );
+    let outcome =
+        std::panic::catch_unwind(|| refused(&args("c2-target"), "is error, not available"));
+    openstack(
+        "c2-admin",
+        &[
+            "volume",
+            "snapshot",
+            "set",
+            "--state",
+            "available",
+            &root_snapshot,
+        ],
+    );
+    outcome.unwrap();
+
+    // A record whose snapshots belong to another project.
+    let shown = image_show("c2-source", snapshot.id());
+    let mapping = shown["properties"]["block_device_mapping"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let foreign = format!("{name}-foreign");
+    let foreign_id = json(&openstack(
+        "c2-target",
+        &[
+            "image",
+            "create",
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--property",
+            &format!("block_device_mapping={mapping}"),
+            "--property",
+            "bdm_v2=True",
+            "--property",
+            "root_device_name=/dev/vda",
+            "-f",
+            "json",
+            &foreign,
+        ],
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let foreign_args: Vec<String> = [
+        "migrate",
+        &foreign_id,
+        "--from",
+        "c2-target",
+        "--to",
+        "c2-target",
+        "--no-sysprep",
+        "--work-dir",
+        path_str(&dir.path().join("work2")),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let outcome = std::panic::catch_unwind(|| refused(&foreign_args, "is not visible to project"));
+    openstack("c2-target", &["image", "delete", &foreign_id]);
+    outcome.unwrap();
+
+    // Images come and go in c2/source (the listing tests page there); volumes do not.
+    let after = inventory("c2-source");
+    assert_eq!(after["volumes"], before["volumes"], "no volume was created");
+    assert_eq!(
+        after["snapshots"], before["snapshots"],
+        "no snapshot was created"
+    );
+    assert!(
+        !dir.path().join("work/volumes.json").exists(),
+        "no state is left"
+    );
+}

@@ -196,7 +196,17 @@ pub fn run(
     );
     // Every path ends here: temporaries go whether the run succeeded or not.
     clean_all(source, &disks, &mut state, &file, reporter);
-    let mut summaries = result?;
+    let nothing_made = state.is_empty();
+    let mut summaries = match result {
+        Ok(summaries) => summaries,
+        Err(error) if nothing_made => {
+            // Refused before anything was created: nothing to resume.
+            file.remove()?;
+            let _ = std::fs::remove_dir(&base.work_dir);
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     if state.disks.values().any(has_temporaries) {
         return Err(PipelineError::Unsupported(
             "some temporaries could not be deleted (see the warnings); re-run to retry".into(),

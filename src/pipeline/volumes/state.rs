@@ -60,6 +60,11 @@ impl VolumeState {
         }
     }
 
+    /// Whether nothing was created yet (or everything made was deleted again).
+    pub fn is_empty(&self) -> bool {
+        self.record.is_none() && self.disks.values().all(|d| *d == DiskState::default())
+    }
+
     /// The state of disk `short`, created empty.
     pub fn disk(&mut self, short: &str) -> &mut DiskState {
         self.disks.entry(short.to_owned()).or_default()
