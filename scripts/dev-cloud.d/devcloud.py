@@ -168,17 +168,16 @@ def write_clouds_yaml(clouds):
 
 
 def cmd_down():
-    def stop_cloud(cloud):
-        dc_cinder.stop(cloud)
-        for service in ("glance", "keystone"):
-            stop_service(cloud, service)
-
-    threads = [threading.Thread(target=stop_cloud, args=(c,))
-               for c in recorded_clouds() if os.path.isdir(c.rundir)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    """Stops Cinder's services, then Glance and Keystone, then the broker; within
+    each step every process at once (each waits for its own exit)."""
+    clouds = [c for c in recorded_clouds() if os.path.isdir(c.rundir)]
+    for services in (dc_cinder.SERVICES, ("glance", "keystone")):
+        threads = [threading.Thread(target=stop_service, args=(c, s))
+                   for c in clouds for s in services if os.path.exists(c.pidfile(s))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     dc_rabbitmq.stop(dc_rabbitmq.recorded_broker())
     return 0
 
@@ -191,7 +190,7 @@ def status_line(owner, service, url, check):
         ok, why = check()
         detail = (f"up   pid {rec['pid']}" if ok
                   else f"DOWN pid {rec['pid']} running but failing: {why}")
-    print(f"{owner.name[:3]:3} {service:16} {url:31} {detail}")
+    print(f"{owner.name:3} {service:16} {url:31} {detail}")
     return ok
 
 
