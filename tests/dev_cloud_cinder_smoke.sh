@@ -38,6 +38,7 @@ check() { local name="$1"; shift; if "$@" >"$WORK/out" 2>&1; then pass "$name"; 
 verdict() { local rc=$?; if ((rc == 0)); then pass "$1"; else fail "$1" "${2:-}"; fi; }
 finish() { printf '%d passed, %d failed\n' "$PASSED" "$FAILED"; exit $((FAILED > 0)); }
 now() { date +%s.%N; }
+json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 took() { awk -v a="$2" -v b="$(now)" -v what="$1" 'BEGIN { printf "     (%s: %.1f s)\n", what, b - a }'; }
 
 OS=(openstack --os-cloud c1-source)
@@ -163,6 +164,42 @@ for _ in $(seq 120); do
 done
 ((gone == 0)); verdict "upload of a volume with snapshots is refused and its image deleted"
 wait_status volume "$vol_a" available; verdict "the refused volume is available again"
+
+# --- a Nova-like volume-backed instance snapshot (scripts/dev-cloud.d/bfv_snapshot.py) ---------
+t=$(now)
+BFV=("$IMGFERRY_DEV_CLOUD_DIR/venv/bin/python" "$REPO/scripts/dev-cloud.d/bfv_snapshot.py")
+if "${BFV[@]}" create --cloud c1 --project source --image "$img_a" --data-image "$img_b" \
+     --name "$name-bfv" --property hw_machine_type=q35 >"$WORK/bfv.json"; then
+  pass "bfv_snapshot.py create"
+  took "bfv_snapshot.py create (2 volumes, 2 snapshots, 1 record)" "$t"
+  bfv="$(json_field image_id <"$WORK/bfv.json")"
+  "${OS[@]}" image show "$bfv" -f json >"$WORK/bfv-image.json"
+  python3 - "$WORK/bfv-image.json" <<'PY'
+import json, sys
+img = json.load(open(sys.argv[1]))
+p = img["properties"]
+bdm = json.loads(p["block_device_mapping"])
+assert img["status"] == "active" and img["size"] == 0, (img["status"], img["size"])
+assert p["bdm_v2"] == "True" and p["root_device_name"] == "/dev/vda", p
+assert p["hw_machine_type"] == "q35", p
+assert [(e["device_name"], e["boot_index"], e["source_type"], e["destination_type"])
+        for e in bdm] == [("/dev/vda", 0, "snapshot", "volume"),
+                          ("/dev/vdb", None, "snapshot", "volume")], bdm
+assert all(len(e) == 19 and e["snapshot_id"] for e in bdm), bdm
+PY
+  verdict "the record has Nova's size 0, bdm_v2, root_device_name and a 2-entry mapping"
+  for snap_id in $(python3 -c 'import json,sys; [print(s["id"]) for s in json.load(open(sys.argv[1]))["snapshots"]]' "$WORK/bfv.json"); do
+    st="$("${OS[@]}" volume snapshot show "$snap_id" -f value -c status)"
+    [[ "$st" == available ]]; verdict "mapped snapshot $snap_id is available" "$st"
+  done
+  t=$(now)
+  "${BFV[@]}" delete --cloud c1 --project source "$bfv"; verdict "bfv_snapshot.py delete"
+  took "bfv_snapshot.py delete" "$t"
+  left="$("${OS[@]}" volume list -f value -c Name | grep -c -- "$name-bfv")"
+  [[ "$left" == 0 ]]; verdict "bfv_snapshot.py delete leaves none of its volumes" "$left left"
+else
+  fail "bfv_snapshot.py create"
+fi
 
 # --- quota set by admin -------------------------------------------------------------------------------
 gigabytes="$(openstack --os-cloud c1-admin quota show --volume source -f json 2>/dev/null |

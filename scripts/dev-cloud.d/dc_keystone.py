@@ -18,12 +18,14 @@ from dc_common import (ADMIN_PASSWORD, MEMBER_PASSWORD, MEMBER_PROJECTS, REGION,
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def request(method, url, body=None, token=None, timeout=10, headers=None):
-    """One request; returns (status, headers, parsed JSON or None)."""
-    data = json.dumps(body).encode() if body is not None else None
+def request(method, url, body=None, token=None, timeout=10, headers=None, raw=None):
+    """One request with a JSON body, or with the bytes `raw` (set Content-Type in
+    headers); returns (status, headers, parsed JSON or None)."""
+    data = raw if raw is not None else (
+        json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     req.add_header("Accept", "application/json")
-    if data is not None:
+    if body is not None:
         req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("X-Auth-Token", token)
