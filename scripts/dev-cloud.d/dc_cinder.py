@@ -190,6 +190,9 @@ def status_url(cloud, service):
 def up(cloud, broker, wait_broker):
     """Cinder of one cloud up (Keystone and Glance already answer); a fast no-op when
     it already runs as configured."""
+    if os.geteuid() != 0:
+        raise DevCloudError("cinder-volume needs root (a private mount namespace with a "
+                            "bind mount); run as root or `up --without-cinder`")
     recs = {s: running(cloud, s) for s in SERVICES}
     stamp_path = os.path.join(cloud.dir, "cinder.stamp")
     stamp_ok = read_text(stamp_path) == stamp_value(cloud, broker)

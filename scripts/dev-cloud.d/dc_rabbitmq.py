@@ -204,6 +204,6 @@ def wait_ready(broker):
 
 
 def stop(broker):
-    if os.path.isdir(broker.rundir):
-        for s in reversed(SERVICES):
+    for s in reversed(SERVICES):
+        if os.path.exists(broker.pidfile(s)):
             stop_service(broker, s)
