@@ -17,9 +17,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ADMIN_PASSWORD = "imgferry-admin-3Rb8ZpLm"
 MEMBER_PASSWORD = "imgferry-member-7fK2q9Xw"
 SERVICE_PASSWORD = "imgferry-glance-9Tq4VnHs"
+# RabbitMQ user `imgferry` (vhosts c1 and c2); the broker listens on 127.0.0.1 only.
+RABBIT_PASSWORD = "imgferry-rabbit-4Hc8WmQd"
 
 REGION = "RegionOne"
-DEFAULT_PORTS = {"c1": (25000, 29292), "c2": (25100, 29392)}
+# cloud -> (keystone, glance, cinder) ports
+DEFAULT_PORTS = {"c1": (25000, 29292, 28776), "c2": (25100, 29392, 28876)}
+# RabbitMQ (one broker, a vhost per cloud): AMQP, Erlang distribution, its own epmd.
+DEFAULT_BROKER_PORTS = {"RABBITMQ_PORT": 28672, "RABBITMQ_DIST_PORT": 28673,
+                        "EPMD_PORT": 28674}
 # project -> member user; each user has role `member` on its project only.
 MEMBER_PROJECTS = {"source": "source-user", "target": "target-user"}
 
@@ -28,7 +34,7 @@ STATE = os.environ.get("IMGFERRY_DEV_CLOUD_DIR") or os.path.expanduser(
 VENV = os.path.join(STATE, "venv")
 TIMEOUT = float(os.environ.get("IMGFERRY_DEV_CLOUD_TIMEOUT", "120"))
 # Version of the on-disk layout/provisioning; bump to force set-up to run again.
-SETUP_VERSION = "2"
+SETUP_VERSION = "3"
 
 _PRINT_LOCK = threading.Lock()
 
@@ -43,16 +49,27 @@ def say(cloud, msg):
               file=sys.stderr, flush=True)
 
 
+def cinder_wanted():
+    """Whether `up` runs Cinder: IMGFERRY_DEV_CINDER=0 leaves it out (default on);
+    scripts/dev-cloud sets it from --with-cinder / --without-cinder."""
+    value = os.environ.get("IMGFERRY_DEV_CINDER", "1").strip().lower()
+    if value not in ("0", "1", "yes", "no", "true", "false", "on", "off", ""):
+        raise DevCloudError(f"IMGFERRY_DEV_CINDER={value!r}: use 1 or 0")
+    return value not in ("0", "no", "false", "off")
+
+
 class Cloud:
-    def __init__(self, name, keystone_port, glance_port):
+    def __init__(self, name, keystone_port, glance_port, cinder_port):
         self.name = name
         self.keystone_port = keystone_port
         self.glance_port = glance_port
+        self.cinder_port = cinder_port
         self.dir = os.path.join(STATE, name)
         self.logdir = os.path.join(self.dir, "log")
         self.rundir = os.path.join(self.dir, "run")
         self.etc_keystone = os.path.join(self.dir, "etc", "keystone")
         self.etc_glance = os.path.join(self.dir, "etc", "glance")
+        self.etc_cinder = os.path.join(self.dir, "etc", "cinder")
 
     @property
     def keystone_url(self):
@@ -62,11 +79,21 @@ class Cloud:
     def glance_url(self):
         return f"http://127.0.0.1:{self.glance_port}"
 
+    @property
+    def cinder_url(self):
+        """The Block Storage v3 root; the catalog's endpoints append /%(project_id)s."""
+        return f"http://127.0.0.1:{self.cinder_port}/v3"
+
     def port(self, service):
-        return self.keystone_port if service == "keystone" else self.glance_port
+        return {"keystone": self.keystone_port, "glance": self.glance_port,
+                "cinder-api": self.cinder_port}.get(service)
 
     def pidfile(self, service):
         return os.path.join(self.rundir, f"{service}.pid.json")
+
+    def port_variable(self, service):
+        kind = "CINDER" if service == "cinder-api" else service.upper()
+        return f"IMGFERRY_DEV_{self.name.upper()}_{kind}_PORT"
 
     def setup_stamp_value(self):
         return json.dumps({
@@ -80,12 +107,25 @@ class Cloud:
 def desired_clouds():
     """Clouds as the environment asks for them now (used by `up`)."""
     clouds = []
-    for name, (kp, gp) in DEFAULT_PORTS.items():
+    for name, ports in DEFAULT_PORTS.items():
         up = name.upper()
-        kp = int(os.environ.get(f"IMGFERRY_DEV_{up}_KEYSTONE_PORT", kp))
-        gp = int(os.environ.get(f"IMGFERRY_DEV_{up}_GLANCE_PORT", gp))
-        clouds.append(Cloud(name, kp, gp))
+        kp, gp, cp = (env_port(f"IMGFERRY_DEV_{up}_{service}_PORT", default)
+                      for service, default in zip(("KEYSTONE", "GLANCE", "CINDER"), ports))
+        clouds.append(Cloud(name, kp, gp, cp))
     return clouds
+
+
+def env_port(variable, default):
+    value = os.environ.get(variable, "")
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise DevCloudError(f"{variable}={value!r} is not a TCP port")
+    return int(value)
+
+
+def desired_broker_ports():
+    return {k: env_port(f"IMGFERRY_DEV_{k}", v) for k, v in DEFAULT_BROKER_PORTS.items()}
 
 
 def recorded_clouds():
@@ -93,10 +133,21 @@ def recorded_clouds():
     try:
         with open(os.path.join(STATE, "state.json")) as f:
             rec = json.load(f)["clouds"]
-        return [Cloud(n, rec[n]["keystone_port"], rec[n]["glance_port"])
+        return [Cloud(n, rec[n]["keystone_port"], rec[n]["glance_port"],
+                      rec[n].get("cinder_port", DEFAULT_PORTS[n][2]))
                 for n in DEFAULT_PORTS if n in rec]
     except (OSError, ValueError, KeyError):
         return desired_clouds()
+
+
+def recorded_state():
+    """state.json as the last `up` wrote it ({} before the first)."""
+    try:
+        with open(os.path.join(STATE, "state.json")) as f:
+            rec = json.load(f)
+        return rec if isinstance(rec, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def read_text(path):

@@ -2,7 +2,8 @@
 
 Owns the projects, users, role assignments, the image service and its endpoints that
 `up` creates in each cloud (Keystone's own identity endpoints come from
-`keystone-manage bootstrap`). Standard library only.
+`keystone-manage bootstrap`; dc_cinder adds Cinder's with the helpers here).
+Standard library only.
 """
 
 import http.client
@@ -17,12 +18,14 @@ from dc_common import (ADMIN_PASSWORD, MEMBER_PASSWORD, MEMBER_PROJECTS, REGION,
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def request(method, url, body=None, token=None, timeout=10):
-    """One request; returns (status, headers, parsed JSON or None)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
+def request(method, url, body=None, token=None, timeout=10, headers=None, raw=None):
+    """One request with a JSON body, or with the bytes `raw` (set Content-Type in
+    headers); returns (status, headers, parsed JSON or None)."""
+    data = raw if raw is not None else (
+        json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     req.add_header("Accept", "application/json")
-    if data is not None:
+    if body is not None:
         req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("X-Auth-Token", token)
@@ -80,31 +83,37 @@ class Keystone:
         return item
 
 
-def provision(cloud):
-    ks = Keystone(cloud)
-    roles = {}
-    for name in ("member", "service"):
-        roles[name] = ks.ensure("roles", f"name={name}", {"name": name})["id"]
-    grants = [("service", "glance", "service", SERVICE_PASSWORD)]
-    grants += [(p, u, "member", MEMBER_PASSWORD) for p, u in MEMBER_PROJECTS.items()]
-    for project, user, role, password in grants:
-        pid = ks.ensure("projects", f"name={project}&domain_id=default", {
+    def grant(self, cloud, project, user, role, password):
+        """Project, user (password reset) and role assignment, each made if missing."""
+        rid = self.ensure("roles", f"name={role}", {"name": role})["id"]
+        pid = self.ensure("projects", f"name={project}&domain_id=default", {
             "name": project, "domain_id": "default",
             "description": f"imgferry dev-cloud {cloud.name} {project}"})["id"]
-        uid = ks.ensure("users", f"name={user}&domain_id=default", {
+        uid = self.ensure("users", f"name={user}&domain_id=default", {
             "name": user, "domain_id": "default", "password": password,
             "default_project_id": pid})["id"]
-        ks.call("PATCH", f"/users/{uid}", {"user": {"password": password}})
-        ks.call("PUT", f"/projects/{pid}/users/{uid}/roles/{roles[role]}")
-    sid = ks.ensure("services", "type=image",
-                    {"type": "image", "name": "glance", "enabled": True})["id"]
-    existing = ks.call("GET", f"/endpoints?service_id={sid}")["endpoints"]
-    for interface in ("public", "internal", "admin"):
-        ep = next((e for e in existing if e["interface"] == interface), None)
-        if ep is None:
-            ks.call("POST", "/endpoints", {"endpoint": {
-                "service_id": sid, "interface": interface, "region_id": REGION,
-                "url": cloud.glance_url}})
-        elif ep["url"] != cloud.glance_url:
-            ks.call("PATCH", f"/endpoints/{ep['id']}", {"endpoint": {
-                "url": cloud.glance_url, "region_id": REGION}})
+        self.call("PATCH", f"/users/{uid}", {"user": {"password": password}})
+        self.call("PUT", f"/projects/{pid}/users/{uid}/roles/{rid}")
+
+    def endpoints(self, service_type, name, url):
+        """A service of that type with public/internal/admin endpoints at url."""
+        sid = self.ensure("services", f"type={service_type}",
+                          {"type": service_type, "name": name, "enabled": True})["id"]
+        existing = self.call("GET", f"/endpoints?service_id={sid}")["endpoints"]
+        for interface in ("public", "internal", "admin"):
+            ep = next((e for e in existing if e["interface"] == interface), None)
+            if ep is None:
+                self.call("POST", "/endpoints", {"endpoint": {
+                    "service_id": sid, "interface": interface, "region_id": REGION,
+                    "url": url}})
+            elif ep["url"] != url:
+                self.call("PATCH", f"/endpoints/{ep['id']}", {"endpoint": {
+                    "url": url, "region_id": REGION}})
+
+
+def provision(cloud):
+    ks = Keystone(cloud)
+    ks.grant(cloud, "service", "glance", "service", SERVICE_PASSWORD)
+    for project, user in MEMBER_PROJECTS.items():
+        ks.grant(cloud, project, user, "member", MEMBER_PASSWORD)
+    ks.endpoints("image", "glance", cloud.glance_url)

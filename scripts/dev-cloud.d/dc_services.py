@@ -1,7 +1,8 @@
 """Processes, health checks and one-time set-up for scripts/dev-cloud.
 
-Owns starting gunicorn for each Keystone and Glance, the PID records, stopping, the
-readiness checks, rendering the configs and the keystone-manage / glance-manage steps.
+Owns starting processes (gunicorn for each Keystone and Glance; dc_cinder and
+dc_rabbitmq use the same spawn and stop), the PID records, stopping, the readiness
+checks, rendering the configs and the keystone-manage / glance-manage steps.
 
 It must never touch a process it did not start: a PID record holds the PID, its start
 time (from /proc) and its working directory, and all three must match before a
@@ -104,42 +105,50 @@ def rotate(path, limit=64 << 20):
         pass
 
 
-def start_service(cloud, service):
-    port = cloud.port(service)
-    if not port_free(port):
-        raise DevCloudError(
-            f"{service}: 127.0.0.1:{port} is in use by a process dev-cloud did not "
-            f"start; free it or set IMGFERRY_DEV_{cloud.name.upper()}_"
-            f"{service.upper()}_PORT")
-    for name in (f"{service}-gunicorn.log", f"{service}-access.log", f"{service}.log"):
-        rotate(os.path.join(cloud.logdir, name))
-    gunicorn_log = os.path.join(cloud.logdir, f"{service}-gunicorn.log")
+def gunicorn_argv(owner, service, port, app, threads, timeout=None):
+    """gunicorn serving `app` (module:attr from the state dir's lib/) on 127.0.0.1."""
     argv = [
         os.path.join(VENV, "bin", "gunicorn"),
         "--bind", f"127.0.0.1:{port}",
         "--workers", "1",            # keystone: memory cache is per process
         "--worker-class", "gthread",
+        "--threads", str(threads),
         "--no-control-socket",        # gunicorn 27 would otherwise create ~/.gunicorn
         "--graceful-timeout", "5",
-        "--name", f"imgferry-dev-{cloud.name}-{service}",
-        "--chdir", cloud.dir,
-        "--error-logfile", gunicorn_log,
-        "--access-logfile", os.path.join(cloud.logdir, f"{service}-access.log"),
+        "--name", f"imgferry-dev-{owner.name}-{service}",
+        "--chdir", owner.dir,
+        "--error-logfile", os.path.join(owner.logdir, f"{service}-gunicorn.log"),
+        "--access-logfile", os.path.join(owner.logdir, f"{service}-access.log"),
+        "--pythonpath", os.path.join(STATE, "lib"),
     ]
+    if timeout is not None:
+        argv += ["--timeout", str(timeout)]
+    return argv + [app]
+
+
+def clean_env(**extra):
+    """The environment for a service: ours, less OpenStack client and gunicorn
+    settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OS_", "GUNICORN_"))}
-    if service == "keystone":
-        argv += ["--threads", "4", "--pythonpath", os.path.join(STATE, "lib"),
-                 "keystone_wsgi:application"]
-        env["OS_KEYSTONE_CONFIG_DIR"] = cloud.etc_keystone
-    else:
-        # --timeout 0: a multi-GiB upload or download must never be cut off.
-        argv += ["--threads", "8", "--timeout", "0", "--pythonpath",
-                 os.path.join(STATE, "lib"), "glance_wsgi:application"]
-        env["OS_GLANCE_CONFIG_DIR"] = cloud.etc_glance
-    with open(gunicorn_log, "a") as log:
-        proc = subprocess.Popen(argv, cwd=cloud.dir, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT,
+    env.update(extra)
+    return env
+
+
+def spawn(owner, service, argv, env, port=None, log=None):
+    """Starts argv in its own session with cwd owner.dir and records its PID file.
+    `owner` is a Cloud or a Broker (name, dir, logdir, pidfile(), port_variable())."""
+    if port is not None and not port_free(port):
+        raise DevCloudError(
+            f"{service}: 127.0.0.1:{port} is in use by a process dev-cloud did not "
+            f"start; free it or set {owner.port_variable(service)}")
+    log = log or os.path.join(owner.logdir, f"{service}-gunicorn.log")
+    for path in (log, *(os.path.join(owner.logdir, f"{service}{suffix}")
+                        for suffix in ("-access.log", ".log"))):
+        rotate(path)
+    with open(log, "a") as out:
+        proc = subprocess.Popen(argv, cwd=owner.dir, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
     start = None
     for _ in range(50):
@@ -147,11 +156,25 @@ def start_service(cloud, service):
         if start is not None:
             break
         time.sleep(0.01)
-    rec = {"pid": proc.pid, "start_time": start, "cwd": os.path.realpath(cloud.dir),
-           "port": port, "service": service, "cloud": cloud.name}
-    write_atomic(cloud.pidfile(service), json.dumps(rec) + "\n")
-    say(cloud.name, f"started {service} (pid {proc.pid}) on 127.0.0.1:{port}")
+    rec = {"pid": proc.pid, "start_time": start, "cwd": os.path.realpath(owner.dir),
+           "port": port, "service": service, "cloud": owner.name}
+    write_atomic(owner.pidfile(service), json.dumps(rec) + "\n")
+    where = f" on 127.0.0.1:{port}" if port is not None else ""
+    say(owner.name, f"started {service} (pid {proc.pid}){where}")
     return rec
+
+
+def start_service(cloud, service):
+    """gunicorn for Keystone or Glance."""
+    port = cloud.port(service)
+    if service == "keystone":
+        argv = gunicorn_argv(cloud, service, port, "keystone_wsgi:application", 4)
+        env = clean_env(OS_KEYSTONE_CONFIG_DIR=cloud.etc_keystone)
+    else:
+        # --timeout 0: a multi-GiB upload or download must never be cut off.
+        argv = gunicorn_argv(cloud, service, port, "glance_wsgi:application", 8, 0)
+        env = clean_env(OS_GLANCE_CONFIG_DIR=cloud.etc_glance)
+    return spawn(cloud, service, argv, env, port)
 
 
 def signal_pid(pid, sig):
@@ -215,10 +238,20 @@ def healthy(cloud, service, timeout=10):
         return False, str(e)
 
 
-def wait_ready(cloud, service, rec):
+def wait_ready(cloud, service, rec, check=None):
+    """Polls check(timeout) (default: the service's health check) until it passes;
+    fails early if the process exits."""
     deadline = time.monotonic() + TIMEOUT
     while True:
-        ok, why = healthy(cloud, service, max(0.5, deadline - time.monotonic()))
+        timeout = max(0.5, deadline - time.monotonic())
+        if check is None:
+            ok, why = healthy(cloud, service, timeout)
+        else:
+            try:
+                check(timeout)
+                ok, why = True, "ok"
+            except (DevCloudError, OSError) as e:
+                ok, why = False, str(e)
         if ok:
             return
         if not is_ours(rec):

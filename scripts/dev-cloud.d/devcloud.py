@@ -7,7 +7,8 @@ per-cloud configs, SQLite databases, key repositories, image stores, logs, PID
 records, clouds.yaml, state.json and bin/. Standard library only.
 
 Modules: dc_common (settings, Cloud), dc_keystone (REST, provisioning),
-dc_services (processes, health, set-up).
+dc_services (processes, health, set-up), dc_cinder (Cinder per cloud), dc_rabbitmq
+(the broker Cinder's services talk through).
 """
 
 import json
@@ -18,17 +19,33 @@ import threading
 import time
 import traceback
 
+import dc_cinder
+import dc_rabbitmq
 from dc_common import (ADMIN_PASSWORD, HERE, MEMBER_PASSWORD,
                        MEMBER_PROJECTS, REGION, SERVICE_PASSWORD, STATE, VENV,
-                       DevCloudError, read_text, desired_clouds, recorded_clouds, say,
-                       tail, write_atomic)
+                       DevCloudError, cinder_wanted, read_text, desired_clouds,
+                       recorded_clouds, recorded_state, say, tail, write_atomic)
 from dc_keystone import provision
 from dc_services import (healthy, running, setup_databases, start_service,
                          stop_service, wait_ready, write_configs)
 
 
-def up_cloud(cloud):
-    """Bring one cloud up; fast no-op when it already runs as configured."""
+def up_cloud(cloud, broker):
+    """Bring one cloud up; fast no-op when it already runs as configured. With a
+    broker, Cinder too; without, a Cinder left from an earlier `up` is stopped."""
+    up_keystone_glance(cloud)
+    if broker is None:
+        dc_cinder.stop(cloud)
+        return
+    t0 = time.monotonic()
+    try:
+        dc_cinder.up(cloud, broker, lambda: dc_rabbitmq.wait_ready(broker))
+    except (DevCloudError, OSError) as e:
+        raise DevCloudError(f"cinder: {e}") from None
+    say(cloud.name, f"cinder up after {time.monotonic() - t0:.1f} s: {cloud.cinder_url}")
+
+
+def up_keystone_glance(cloud):
     recs = {s: running(cloud, s) for s in ("keystone", "glance")}
     stamp_path = os.path.join(cloud.dir, "setup.stamp")
     stamp_ok = read_text(stamp_path) == cloud.setup_stamp_value()
@@ -71,18 +88,27 @@ def up_cloud(cloud):
 def cmd_up():
     os.makedirs(STATE, exist_ok=True)
     clouds = desired_clouds()
+    broker = dc_rabbitmq.desired_broker() if cinder_wanted() else None
     ports = [p for c in clouds for p in (c.keystone_port, c.glance_port)]
+    if broker:
+        ports += [c.cinder_port for c in clouds] + list(broker.ports.values())
     if len(set(ports)) != len(ports):
         raise DevCloudError(f"port settings collide: {ports}")
     lib = os.path.join(STATE, "lib")
     os.makedirs(lib, exist_ok=True)
-    for module in ("keystone_wsgi.py", "glance_wsgi.py", "sqlite_immediate.py"):
+    for module in ("keystone_wsgi.py", "glance_wsgi.py", "sqlite_immediate.py",
+                   "cinder_wsgi.py", "cinder_launch.py"):
         shutil.copyfile(os.path.join(HERE, module), os.path.join(lib, module))
     errors = {}
+    if broker:  # starts in the background while the clouds set up
+        try:
+            dc_rabbitmq.ensure_started(broker)
+        except (DevCloudError, OSError) as e:
+            raise DevCloudError(f"rabbitmq: {e}") from None
 
     def run(cloud):
         try:
-            up_cloud(cloud)
+            up_cloud(cloud, broker)
         except DevCloudError as e:  # reported below, per cloud
             errors[cloud.name] = str(e)
         except Exception:  # a bug here or a surprise from the OS: keep the traceback
@@ -93,9 +119,14 @@ def cmd_up():
         t.start()
     for t in threads:
         t.join()
-    write_atomic(os.path.join(STATE, "state.json"), json.dumps({"clouds": {
-        c.name: {"keystone_port": c.keystone_port, "glance_port": c.glance_port}
-        for c in clouds}}, indent=2) + "\n")
+    if broker is None:
+        dc_rabbitmq.stop(dc_rabbitmq.recorded_broker())
+    write_atomic(os.path.join(STATE, "state.json"), json.dumps({
+        "clouds": {c.name: {"keystone_port": c.keystone_port, "glance_port": c.glance_port,
+                            "cinder_port": c.cinder_port} for c in clouds},
+        "cinder": broker is not None,
+        "broker": broker.ports if broker else None,
+    }, indent=2) + "\n")
     write_clouds_yaml(clouds)
     bindir = os.path.join(STATE, "bin")
     os.makedirs(bindir, exist_ok=True)
@@ -137,34 +168,48 @@ def write_clouds_yaml(clouds):
 
 
 def cmd_down():
-    def stop_cloud(cloud):
-        for service in ("glance", "keystone"):
-            stop_service(cloud, service)
-
-    threads = [threading.Thread(target=stop_cloud, args=(c,))
-               for c in recorded_clouds() if os.path.isdir(c.rundir)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    """Stops Cinder's services, then Glance and Keystone, then the broker; within
+    each step every process at once (each waits for its own exit)."""
+    clouds = [c for c in recorded_clouds() if os.path.isdir(c.rundir)]
+    for services in (dc_cinder.SERVICES, ("glance", "keystone")):
+        threads = [threading.Thread(target=stop_service, args=(c, s))
+                   for c in clouds for s in services if os.path.exists(c.pidfile(s))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    dc_rabbitmq.stop(dc_rabbitmq.recorded_broker())
     return 0
+
+
+def status_line(owner, service, url, check):
+    rec = running(owner, service)
+    if rec is None:
+        ok, detail = False, "DOWN (not running)"
+    else:
+        ok, why = check()
+        detail = (f"up   pid {rec['pid']}" if ok
+                  else f"DOWN pid {rec['pid']} running but failing: {why}")
+    print(f"{owner.name:3} {service:16} {url:31} {detail}")
+    return ok
 
 
 def cmd_status():
     all_ok = True
+    with_cinder = recorded_state().get("cinder", False)
+    if with_cinder:
+        broker = dc_rabbitmq.recorded_broker()
+        all_ok &= status_line(broker, "rabbitmq", f"127.0.0.1:{broker.amqp_port}",
+                              lambda: dc_rabbitmq.healthy(broker))
     for cloud in recorded_clouds():
         for service in ("keystone", "glance"):
             url = cloud.keystone_url if service == "keystone" else cloud.glance_url
-            rec = running(cloud, service)
-            if rec is None:
-                ok, detail = False, "DOWN (not running)"
-            else:
-                ok, why = healthy(cloud, service)
-                detail = (f"up   pid {rec['pid']}" if ok
-                          else f"DOWN pid {rec['pid']} running but failing: {why}")
-            all_ok &= ok
-            print(f"{cloud.name:3} {service:9} {url:28} {detail}")
-    print(f"state: {STATE}")
+            all_ok &= status_line(cloud, service, url,
+                                  lambda c=cloud, s=service: healthy(c, s))
+        for service in dc_cinder.SERVICES if with_cinder else ():
+            all_ok &= status_line(cloud, service, dc_cinder.status_url(cloud, service),
+                                  lambda c=cloud, s=service: dc_cinder.healthy(c, s))
+    print(f"state: {STATE}" + ("" if with_cinder else " (cinder off)"))
     return 0 if all_ok else 1
 
 
@@ -184,6 +229,8 @@ def cmd_env():
         up = c.name.upper()
         export(f"IMGFERRY_DEV_{up}_KEYSTONE_URL", c.keystone_url)
         export(f"IMGFERRY_DEV_{up}_GLANCE_URL", c.glance_url)
+        if recorded_state().get("cinder", False):
+            export(f"IMGFERRY_DEV_{up}_CINDER_URL", c.cinder_url)
         names += [f"{c.name}-{p}" for p in (*MEMBER_PROJECTS, "admin")]
     export("IMGFERRY_DEV_CLOUDS", " ".join(names))
     # Only openstack and glance (bin/ holds two symlinks), not the venv's python.
@@ -197,6 +244,7 @@ def cmd_reset():
     cmd_down()
     for cloud in desired_clouds() + recorded_clouds():
         shutil.rmtree(cloud.dir, ignore_errors=True)
+    shutil.rmtree(dc_rabbitmq.desired_broker().dir, ignore_errors=True)
     for f in ("clouds.yaml", "state.json"):
         try:
             os.unlink(os.path.join(STATE, f))
