@@ -685,7 +685,14 @@ fn bad_snapshots_and_a_small_quota_are_refused_before_anything_is_made() {
         "c2-admin",
         &["quota", "show", "source", "-f", "json"],
     ));
-    let limit = quota["volumes"].as_i64().unwrap_or(10).to_string();
+    let limit = quota
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["Resource"] == "volumes")
+        .and_then(|row| row["Limit"].as_i64())
+        .unwrap()
+        .to_string();
     let in_use = json(&openstack("c2-source", &["volume", "list", "-f", "json"]))
         .as_array()
         .unwrap()

@@ -61,6 +61,8 @@ def stamp_value(cloud, broker):
         "ports": [cloud.keystone_port, cloud.glance_port, cloud.cinder_port],
         "broker": broker.stamp(),
         "passwords": [SERVICE_PASSWORD, RABBIT_PASSWORD],
+        # A changed template restarts Cinder with it.
+        "template": hashlib.sha256(read_text(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cinder.conf.in")).encode()).hexdigest(),
     }, sort_keys=True)
 
 
