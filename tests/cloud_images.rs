@@ -750,3 +750,65 @@ fn application_credentials_and_tokens_authenticate_for_real() {
         stderr_of(&out)
     );
 }
+
+/// `imgferry ARGS` in the dev cloud's environment.
+fn imgferry(args: &[&str]) -> Output {
+    let dev = dev_cloud();
+    let mut cmd = common::imgferry();
+    clean_env(&mut cmd, dev.clouds_yaml());
+    common::run(cmd.args(args))
+}
+
+#[test]
+fn cloud_options_work_before_and_after_the_subcommand() {
+    let mut created = CreatedImages::new("c1-source");
+    let name = unique_name("global-options");
+    let id = created.create(&name)["id"].as_str().unwrap().to_owned();
+    let stdout = |out: Output| {
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cloud = ["--os-cloud", "c1-source", "--os-project-name", "source"];
+
+    // As `openstack --os-cloud prod image show X` puts them, and after.
+    let before = stdout(imgferry(&[&cloud[..], &["images", "show", &id]].concat()));
+    let after = stdout(imgferry(&[&["images", "show", &id], &cloud[..]].concat()));
+    assert!(before.contains(&name), "{before}");
+    assert_eq!(before, after);
+
+    // Listings: other tests add images meanwhile, so compare the header and this image's row.
+    let row = |listing: &str| -> Vec<String> {
+        let lines: Vec<&str> = listing.lines().collect();
+        let mine = lines.iter().filter(|l| l.contains(&id));
+        lines
+            .first()
+            .into_iter()
+            .chain(mine)
+            .map(|l| l.to_string())
+            .collect()
+    };
+    let before = stdout(imgferry(&["--os-cloud", "c1-source", "images", "list"]));
+    let after = stdout(imgferry(&["images", "list", "--os-cloud", "c1-source"]));
+    assert_eq!(row(&before).len(), 2, "{before}");
+    assert_eq!(row(&before), row(&after));
+
+    // migrate takes --os-cloud as its source cloud (OS_CLOUD did and does the same).
+    let dir = common::tempdir();
+    let out_file = dir.path().join("out.raw");
+    let out_path = out_file.display().to_string();
+    let planned = stdout(imgferry(&[
+        "--os-cloud",
+        "c1-source",
+        "--json",
+        "migrate",
+        &id,
+        "--to-file",
+        &out_path,
+        "--no-sysprep",
+        "--dry-run",
+        "--work-dir",
+        &dir.path().join("work").display().to_string(),
+    ]));
+    assert!(planned.contains(r#""type":"result""#), "{planned}");
+    assert!(!out_file.exists());
+}

@@ -57,7 +57,7 @@ pub fn run(args: AmendArgs, output: &Output) -> Result<ExitCode, Failure> {
     if let Value::Object(fields) = &mut value {
         fields.insert("file".to_owned(), Value::String(file.clone()));
     }
-    output.result("amend", value, &human(&file, &outcome));
+    output.summary("amend", value, &human(&file, &outcome));
     Ok(ExitCode::Success)
 }
 

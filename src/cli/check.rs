@@ -31,7 +31,7 @@ pub fn run(args: CheckArgs, output: &Output) -> Result<ExitCode, Failure> {
     let file = args.file.display().to_string();
     match check_file(&args.file)? {
         CheckedImage::Raw => {
-            output.result(
+            output.summary(
                 "check",
                 json!({"file": file, "format": "raw", "checked": false}),
                 &format!("{file} is a raw image: it has no metadata to check."),
@@ -46,7 +46,12 @@ pub fn run(args: CheckArgs, output: &Output) -> Result<ExitCode, Failure> {
                 fields.insert("checked".to_owned(), json!(true));
                 fields.insert("verdict".to_owned(), json!(report.verdict()));
             }
-            output.result("check", value, &human(&report));
+            // A finding is not a success: -q still shows it.
+            if report.verdict() == Verdict::Clean {
+                output.summary("check", value, &human(&report));
+            } else {
+                output.result("check", value, &human(&report));
+            }
             Ok(match report.verdict() {
                 Verdict::Clean => ExitCode::Success,
                 Verdict::Leaks => ExitCode::LeaksFound,

@@ -1,9 +1,10 @@
-//! Flags shared by every command that talks to a cloud (`images`, and later `download`,
-//! `upload`, `share`, `migrate`), and the connection they lead to.
+//! Flags of every command that talks to a cloud (`images`, `download`, `upload`, `share`;
+//! `migrate` and `template` read them as their source side), and the connection they lead to.
 //!
 //! Owns `--os-cloud` / `OS_CLOUD` and `--os-project-name` / `--os-project-id` (with
 //! `OS_PROJECT_NAME` / `OS_PROJECT_ID`, as the openstack CLI reads them), and turning them
-//! into a connected [`Glance`]. `--project` is left to commands that name another project
+//! into a connected [`Glance`]. They are global: accepted before the subcommand, as in
+//! `openstack --os-cloud prod image list`, and after it. `--project` is left to commands that name another project
 //! (`share`, `migrate`). It must not print except through [`Output`].
 
 use super::{Failure, Output};
@@ -19,7 +20,8 @@ pub struct CloudArgs {
         long = "os-cloud",
         env = "OS_CLOUD",
         value_name = "NAME",
-        global = true
+        global = true,
+        help_heading = "Cloud options"
     )]
     pub os_cloud: Option<String>,
     /// Work in this project (by name) with the cloud's credentials, instead of the one
@@ -29,30 +31,36 @@ pub struct CloudArgs {
         env = "OS_PROJECT_NAME",
         value_name = "NAME",
         global = true,
-        conflicts_with = "os_project_id"
+        help_heading = "Cloud options"
     )]
     pub os_project_name: Option<String>,
-    /// Work in this project (by id) with the cloud's credentials.
+    /// Work in this project (by id) with the cloud's credentials (wins over a name: an
+    /// openrc file exports both).
     #[arg(
         long = "os-project-id",
         env = "OS_PROJECT_ID",
         value_name = "ID",
-        global = true
+        global = true,
+        help_heading = "Cloud options"
     )]
     pub os_project_id: Option<String>,
 }
 
 impl CloudArgs {
+    /// The project asked for (by id, else by name), if any.
+    pub fn project(&self) -> Option<String> {
+        self.os_project_id
+            .clone()
+            .or_else(|| self.os_project_name.clone())
+            .filter(|project| !project.is_empty())
+    }
+
     /// Loads the configuration, authenticates and discovers the Image API.
     pub fn connect_glance(&self, output: &Output) -> Result<Glance, Failure> {
         let config = CloudCatalog::load(&ConfigEnv::from_process())?
             .select(self.os_cloud.as_deref().filter(|name| !name.is_empty()))?;
         let options = SessionOptions {
-            project: self
-                .os_project_id
-                .clone()
-                .or_else(|| self.os_project_name.clone())
-                .filter(|project| !project.is_empty()),
+            project: self.project(),
             ..SessionOptions::default()
         };
         let session = Session::connect(&config, &options, &output.reporter())?;

@@ -61,7 +61,7 @@ pub fn run(args: ConvertArgs, output: &Output) -> Result<ExitCode, Failure> {
         fields.insert("source".to_owned(), json!(args.source));
         fields.insert("destination".to_owned(), json!(args.destination));
     }
-    output.result("convert", value, &human(&args, &summary));
+    output.summary("convert", value, &human(&args, &summary));
     Ok(ExitCode::Success)
 }
 

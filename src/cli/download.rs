@@ -26,8 +26,6 @@ use crate::transfer::{self, DownloadOptions};
     Example:\n  imgferry download --os-cloud prod web-01-snap -o web-01.qcow2"
 )]
 pub struct DownloadArgs {
-    #[command(flatten)]
-    pub cloud: CloudArgs,
     /// The image, by id or by name (a name must match exactly one image).
     pub image: String,
     /// Where to write the image (FILE.part until verified).
@@ -46,10 +44,10 @@ pub struct DownloadArgs {
 }
 
 /// Runs the command.
-pub fn run(args: DownloadArgs, output: &Output) -> Result<ExitCode, Failure> {
+pub fn run(args: DownloadArgs, cloud: &CloudArgs, output: &Output) -> Result<ExitCode, Failure> {
     // Ctrl-C stops between reads; FILE.part keeps what arrived (exit 130).
     crate::interrupt::install().map_err(|e| Failure::new(format!("cannot handle signals: {e}")))?;
-    let mut glance = args.cloud.connect_glance(output)?;
+    let mut glance = cloud.connect_glance(output)?;
     let image = glance.resolve(&args.image)?;
     let options = DownloadOptions {
         require_hash: args.require_hash,
@@ -91,6 +89,6 @@ pub fn run(args: DownloadArgs, output: &Output) -> Result<ExitCode, Failure> {
         done.bytes,
         done.bytes as f64 / secs / 1048576.0,
     );
-    output.result("download", value, &human);
+    output.summary("download", value, &human);
     Ok(ExitCode::Success)
 }

@@ -19,8 +19,6 @@ use crate::report::{Event, Reporter};
 /// Arguments of `imgferry images`.
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
-    #[command(flatten)]
-    pub cloud: CloudArgs,
     #[command(subcommand)]
     pub action: ImagesAction,
 }
@@ -38,8 +36,8 @@ pub enum ImagesAction {
 }
 
 /// Runs the command.
-pub fn run(args: ImagesArgs, output: &Output) -> Result<ExitCode, Failure> {
-    let mut glance = args.cloud.connect_glance(output)?;
+pub fn run(args: ImagesArgs, cloud: &CloudArgs, output: &Output) -> Result<ExitCode, Failure> {
+    let mut glance = cloud.connect_glance(output)?;
     match args.action {
         ImagesAction::List => list(&mut glance, output),
         ImagesAction::Show { image } => show(&mut glance, &image, output),

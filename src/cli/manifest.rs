@@ -76,7 +76,7 @@ pub fn run(args: ManifestArgs, output: &Output) -> Result<ExitCode, Failure> {
         "chunks": manifest.chunks.len(),
         "digests": digests,
     });
-    output.result("manifest", value, &human);
+    output.summary("manifest", value, &human);
     Ok(ExitCode::Success)
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::cloud_args::CloudArgs;
 use super::migrate_text::{plan_text, summary_text};
 use super::sysprep::{BackendArg, MachineIdArg};
 use super::{Failure, Output};
@@ -44,9 +45,13 @@ pub struct MigrateArgs {
     /// The source image: a name or id in the --from cloud.
     #[arg(required_unless_present = "from_file", conflicts_with = "from_file")]
     pub source: Option<String>,
-    /// The cloud the source image is in (name in clouds.yaml; default OS_CLOUD).
-    #[arg(long, value_name = "CLOUD", env = "OS_CLOUD")]
+    /// The cloud the source image is in (name in clouds.yaml; default --os-cloud or
+    /// OS_CLOUD). The source project is --os-project-name/--os-project-id, else the cloud's.
+    #[arg(long, value_name = "CLOUD")]
     pub from: Option<String>,
+    /// The source project from the global cloud options (not a flag of its own).
+    #[arg(skip)]
+    pub from_project: Option<String>,
     /// Take the source from a local image file instead of a cloud.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,
@@ -179,7 +184,16 @@ fn parse_stage(text: &str) -> Result<Stage, String> {
 }
 
 /// Runs `migrate` or `template`.
-pub fn run(args: MigrateArgs, flavour: Flavour, output: &Output) -> Result<ExitCode, Failure> {
+pub fn run(
+    mut args: MigrateArgs,
+    flavour: Flavour,
+    cloud: &CloudArgs,
+    output: &Output,
+) -> Result<ExitCode, Failure> {
+    if args.from_file.is_none() {
+        args.from = args.from.take().or_else(|| cloud.os_cloud.clone());
+        args.from_project = cloud.project();
+    }
     let request = request(&args, flavour)?;
     let reporter = output.reporter();
     if args.from_file.is_none() {
@@ -230,7 +244,7 @@ pub fn run(args: MigrateArgs, flavour: Flavour, output: &Output) -> Result<ExitC
     let mut target = target(&args, &reporter)?;
     let summary = pipeline::run(&request, source.as_mut(), target.as_mut(), &reporter)?;
     let value = serde_json::to_value(&summary).map_err(Failure::new)?;
-    output.result(flavour_name(flavour), value, &summary_text(&summary));
+    output.summary(flavour_name(flavour), value, &summary_text(&summary));
     Ok(ExitCode::Success)
 }
 
@@ -269,7 +283,7 @@ fn source(args: &MigrateArgs, reporter: &dyn Reporter) -> Result<Box<dyn Source>
         return Ok(Box::new(FileSource::new(path)));
     }
     let wanted = args.source.as_deref().unwrap_or_default();
-    let glance = connect(args.from.as_deref(), None, reporter)?;
+    let glance = connect(args.from.as_deref(), args.from_project.as_deref(), reporter)?;
     Ok(Box::new(GlanceSource::new(glance, wanted)))
 }
 
@@ -320,7 +334,11 @@ fn request(args: &MigrateArgs, flavour: Flavour) -> Result<Request, Failure> {
     });
     let source = match &args.from_file {
         Some(path) => json!({"file": absolute(path)}),
-        None => json!({"cloud": args.from, "image": args.source}),
+        // The project joins the description only when given, so earlier digests hold.
+        None => match &args.from_project {
+            Some(project) => json!({"cloud": args.from, "project": project, "image": args.source}),
+            None => json!({"cloud": args.from, "image": args.source}),
+        },
     };
     let target = match &args.to_file {
         Some(path) => json!({"file": absolute(path)}),

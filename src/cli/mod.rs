@@ -25,6 +25,7 @@ mod verify;
 use clap::{Parser, Subcommand};
 
 use crate::exit::ExitCode;
+use cloud_args::CloudArgs;
 pub use failure::Failure;
 pub use output::{Output, OutputOptions};
 
@@ -53,6 +54,10 @@ pub struct GlobalArgs {
     /// Never draw progress bars (they are drawn only when stderr is a terminal anyway).
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// The cloud and project, accepted before or after the subcommand (as `openstack`
+    /// does); commands that do not talk to a cloud ignore them, as they ignore `OS_CLOUD`.
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 /// The commands.
@@ -108,13 +113,17 @@ pub fn main() -> i32 {
         Command::Check(args) => check::run(args, &output),
         Command::Verify(args) => verify::run(args, &output),
         Command::Manifest(args) => manifest::run(args, &output),
-        Command::Images(args) => images::run(args, &output),
-        Command::Download(args) => download::run(args, &output),
-        Command::Upload(args) => upload::run(args, &output),
-        Command::Share(args) => share::run(args, &output),
+        Command::Images(args) => images::run(args, &cli.global.cloud, &output),
+        Command::Download(args) => download::run(args, &cli.global.cloud, &output),
+        Command::Upload(args) => upload::run(args, &cli.global.cloud, &output),
+        Command::Share(args) => share::run(args, &cli.global.cloud, &output),
         Command::Sysprep(args) => sysprep::run(args, &output),
-        Command::Migrate(args) => migrate::run(args, migrate::Flavour::Migrate, &output),
-        Command::Template(args) => migrate::run(args, migrate::Flavour::Template, &output),
+        Command::Migrate(args) => {
+            migrate::run(args, migrate::Flavour::Migrate, &cli.global.cloud, &output)
+        }
+        Command::Template(args) => {
+            migrate::run(args, migrate::Flavour::Template, &cli.global.cloud, &output)
+        }
     };
     match result {
         Ok(code) => code.code(),

@@ -3,6 +3,8 @@
 //! Policy: data goes to stdout, everything else to stderr; progress bars only when stderr
 //! is a terminal and neither `--quiet`, `--json` nor `--no-progress` is given; `--json`
 //! turns every message into one JSON object per line on stdout; `NO_COLOR` is honoured.
+//! `--quiet` leaves only errors and what the command exists to output ([`Output::result`]);
+//! accounts of what was done ([`Output::summary`]), warnings and events are not printed.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -62,16 +64,32 @@ impl Output {
         self.options.json
     }
 
-    /// Prints a command's result: `value` (with `"type":"result"`) under `--json`,
-    /// otherwise `human` on stdout.
+    /// Whether `--quiet` is on.
+    pub fn is_quiet(&self) -> bool {
+        self.options.quiet
+    }
+
+    /// Prints what the command exists to output (a listing, `info`, digests asked for):
+    /// `value` (with `"type":"result"`) under `--json`, otherwise `human` on stdout, also
+    /// under `--quiet`.
     pub fn result(&self, command: &str, value: Value, human: &str) {
+        self.emit(command, value, human, false);
+    }
+
+    /// Prints the account of what a command did (what changed, what was verified): like
+    /// [`Output::result`], but `--quiet` silences the text (the JSON line stays).
+    pub fn summary(&self, command: &str, value: Value, human: &str) {
+        self.emit(command, value, human, self.options.quiet);
+    }
+
+    fn emit(&self, command: &str, value: Value, human: &str, silent: bool) {
         if self.options.json {
             let mut object = json!({"type": "result", "command": command});
             if let (Some(target), Value::Object(fields)) = (object.as_object_mut(), value) {
                 target.extend(fields);
             }
             self.json_line(&object);
-        } else {
+        } else if !silent && !human.is_empty() {
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(human.as_bytes());
             if !human.ends_with('\n') {

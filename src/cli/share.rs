@@ -26,8 +26,6 @@ use crate::transfer::RetryPolicy;
         matches). A pending share is only visible by id, so accept by id."
 )]
 pub struct ShareArgs {
-    #[command(flatten)]
-    pub cloud: CloudArgs,
     /// The image: by id or name when sharing; by id when accepting.
     pub image: String,
     /// (owner side) Share the image with this project, by ID.
@@ -39,8 +37,8 @@ pub struct ShareArgs {
 }
 
 /// Runs the command.
-pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
-    let mut glance = args.cloud.connect_glance(output)?;
+pub fn run(args: ShareArgs, cloud: &CloudArgs, output: &Output) -> Result<ExitCode, Failure> {
+    let mut glance = cloud.connect_glance(output)?;
     let reporter = output.reporter();
     // Every request here is retried on transient answers. Adding a member is made safe
     // to repeat: Glance answers 409 when the project already is one (a retry after a
@@ -97,7 +95,7 @@ pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
             "shared image {} with project {} (status {}); that project accepts with: imgferry share {} --accept",
             member.image_id, member.member_id, member.status, member.image_id
         );
-        output.result(
+        output.summary(
             "share",
             json!({"image_id": member.image_id, "member_id": member.member_id, "status": member.status}),
             &human,
@@ -123,7 +121,7 @@ pub fn run(args: ShareArgs, output: &Output) -> Result<ExitCode, Failure> {
             "project {} accepted image {} (status {})",
             member.member_id, member.image_id, member.status
         );
-        output.result(
+        output.summary(
             "share",
             json!({"image_id": member.image_id, "member_id": member.member_id, "status": member.status}),
             &human,

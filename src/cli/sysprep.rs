@@ -189,7 +189,12 @@ fn execute(
             "changes": r.changes.len(),
         })).collect::<Vec<_>>(),
     });
-    output.result("sysprep", value, &human(&run, options.dry_run));
+    // A dry run exists to show the plan; a real run's change list is an account.
+    if options.dry_run {
+        output.result("sysprep", value, &human(&run, true));
+    } else {
+        output.summary("sysprep", value, &human(&run, false));
+    }
     Ok(ExitCode::Success)
 }
 

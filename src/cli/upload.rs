@@ -28,8 +28,6 @@ use crate::transfer::{self, UploadMethod, UploadOptions};
     Example:\n  imgferry upload --os-cloud prod web-01.qcow2 --name web-01 --property hw_disk_bus=scsi"
 )]
 pub struct UploadArgs {
-    #[command(flatten)]
-    pub cloud: CloudArgs,
     /// The image file to upload.
     pub file: PathBuf,
     /// The new image's name.
@@ -75,7 +73,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 /// Runs the command.
-pub fn run(args: UploadArgs, output: &Output) -> Result<ExitCode, Failure> {
+pub fn run(args: UploadArgs, cloud: &CloudArgs, output: &Output) -> Result<ExitCode, Failure> {
     let mut options = UploadOptions::named(args.name.clone());
     options.disk_format = args.disk_format.clone();
     options.container_format = args.container_format.clone();
@@ -98,7 +96,7 @@ pub fn run(args: UploadArgs, output: &Output) -> Result<ExitCode, Failure> {
 
     // Ctrl-C stops the sending and deletes the half-created image (exit 130).
     crate::interrupt::install().map_err(|e| Failure::new(format!("cannot handle signals: {e}")))?;
-    let mut glance = args.cloud.connect_glance(output)?;
+    let mut glance = cloud.connect_glance(output)?;
     let done = transfer::upload(&mut glance, &args.file, &options, &output.reporter())?;
     let secs = done.elapsed.as_secs_f64().max(1e-9);
     let image = &done.image;
@@ -130,6 +128,6 @@ pub fn run(args: UploadArgs, output: &Output) -> Result<ExitCode, Failure> {
         done.bytes as f64 / secs / 1048576.0,
         done.verified.join(", "),
     );
-    output.result("upload", value, &human);
+    output.summary("upload", value, &human);
     Ok(ExitCode::Success)
 }

@@ -84,10 +84,16 @@ pub fn run(args: VerifyArgs, output: &Output) -> Result<ExitCode, Failure> {
         manifest,
     };
     let report = verify_file(&args.file, &request, &output.reporter())?;
+    // Under -q a success prints only the digests asked for with --print.
+    let human = if output.is_quiet() && report.matches() {
+        digest_lines(&report, &args.print)
+    } else {
+        human_report(&report, &args.print)
+    };
     output.result(
         "verify",
         json_report(&report, args.manifest.as_deref()),
-        &human_report(&report, &args.print),
+        &human,
     );
     report.into_result()?;
     Ok(ExitCode::Success)
@@ -150,7 +156,8 @@ fn json_chunks(check: &ChunkCheck, manifest: Option<&Path>) -> Value {
     })
 }
 
-fn human_report(report: &VerifyReport, print: &[Algorithm]) -> String {
+/// The `--print` digests, one `NAME (FILE) = HEX` line each.
+fn digest_lines(report: &VerifyReport, print: &[Algorithm]) -> String {
     let path = report.path.display();
     let mut text = String::new();
     for digest in report
@@ -161,6 +168,12 @@ fn human_report(report: &VerifyReport, print: &[Algorithm]) -> String {
         let name = digest.algorithm.name().to_uppercase();
         let _ = writeln!(text, "{name} ({path}) = {}", digest.hex());
     }
+    text
+}
+
+fn human_report(report: &VerifyReport, print: &[Algorithm]) -> String {
+    let path = report.path.display();
+    let mut text = digest_lines(report, print);
     for check in &report.checks {
         let name = check.expected.algorithm;
         if check.matches() {
