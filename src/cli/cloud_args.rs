@@ -19,6 +19,7 @@ pub struct CloudArgs {
     #[arg(
         long = "os-cloud",
         env = "OS_CLOUD",
+        hide_env_values = true,
         value_name = "NAME",
         global = true,
         help_heading = "Cloud options"
@@ -29,6 +30,7 @@ pub struct CloudArgs {
     #[arg(
         long = "os-project-name",
         env = "OS_PROJECT_NAME",
+        hide_env_values = true,
         value_name = "NAME",
         global = true,
         help_heading = "Cloud options"
@@ -39,6 +41,7 @@ pub struct CloudArgs {
     #[arg(
         long = "os-project-id",
         env = "OS_PROJECT_ID",
+        hide_env_values = true,
         value_name = "ID",
         global = true,
         help_heading = "Cloud options"

@@ -9,6 +9,7 @@ mod cloud_args;
 mod convert;
 mod download;
 mod failure;
+mod generate;
 mod images;
 mod info;
 mod manifest;
@@ -27,6 +28,7 @@ use clap::{Parser, Subcommand};
 use crate::exit::ExitCode;
 use cloud_args::CloudArgs;
 pub use failure::Failure;
+pub use generate::reference_markdown;
 pub use output::{Output, OutputOptions};
 
 /// Move VM images between OpenStack projects and clouds, verified, clean and resumable.
@@ -48,7 +50,7 @@ pub struct GlobalArgs {
     /// Print more detail about what happens (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Emit JSON Lines on stdout (schema in the README) instead of text.
+    /// Emit JSON Lines on stdout (schema: docs/json.md) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
     /// Never draw progress bars (they are drawn only when stderr is a terminal anyway).
@@ -89,6 +91,9 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// `migrate` with every default sysprep operation: a clean template from a clone.
     Template(migrate::MigrateArgs),
+    /// Write shell completions, man pages or the command reference (for packaging).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 /// Parses argv, runs the command and returns the process exit code.
@@ -124,6 +129,7 @@ pub fn main() -> i32 {
         Command::Template(args) => {
             migrate::run(args, migrate::Flavour::Template, &cli.global.cloud, &output)
         }
+        Command::Generate(args) => generate::run(args, &output),
     };
     match result {
         Ok(code) => code.code(),

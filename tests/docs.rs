@@ -1,6 +1,6 @@
-//! The README's operation table is `imgferry sysprep --list-operations`: every
-//! operation appears there with its default and description, so they cannot drift.
-//! No appliance needed.
+//! The documentation checked against the code, so they cannot drift: docs/cli.md is what
+//! `imgferry generate reference` writes; the sysprep operation table is
+//! `imgferry sysprep --list-operations`. No appliance, no cloud.
 
 mod common;
 
@@ -109,4 +109,29 @@ fn user_account_flags_need_the_operation() {
         "bob,",
     ]));
     assert_eq!(out.status.code(), Some(2), "an empty user name");
+}
+
+#[test]
+fn cli_reference_is_current() {
+    let dir = common::tempdir();
+    let fresh = dir.path().join("cli.md");
+    common::run_ok(
+        common::imgferry()
+            .arg("-q")
+            .args(["generate", "reference"])
+            .arg(&fresh),
+    );
+    let fresh = std::fs::read_to_string(&fresh).unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md"))
+        .unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "docs/cli.md is stale: refresh it with `cargo run -q -- generate reference docs/cli.md`"
+    );
+    for command in ["migrate", "template", "images list", "sysprep"] {
+        assert!(
+            fresh.contains(&format!("\n## imgferry {command}\n")),
+            "{command}"
+        );
+    }
 }

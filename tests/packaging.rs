@@ -1,0 +1,80 @@
+//! What packaging ships besides the binary, generated from the clap definitions:
+//! `scripts/install` lays out a man page per visible command and bash/zsh/fish
+//! completions that know the commands and the global flags.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+/// The visible commands, as `imgferry --help` lists them.
+fn commands() -> Vec<String> {
+    let help = common::run_ok(common::imgferry().arg("--help"));
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn install_lays_out_man_pages_and_completions_from_the_binary() {
+    let dir = common::tempdir();
+    let root = dir.path().join("root");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install");
+    common::run_ok(Command::new(script).args([
+        "--binary",
+        env!("CARGO_BIN_EXE_imgferry"),
+        "--prefix",
+        "/usr",
+        "--destdir",
+        common::path_str(&root),
+    ]));
+    let usr = root.join("usr");
+    assert!(usr.join("bin/imgferry").is_file());
+
+    let commands = commands();
+    assert!(commands.len() >= 13, "{commands:?}");
+    let man = usr.join("share/man/man1");
+    for name in ["imgferry".to_owned()]
+        .into_iter()
+        .chain(commands.iter().map(|c| format!("imgferry-{c}")))
+        .chain(["imgferry-images-list".into(), "imgferry-images-show".into()])
+    {
+        let page = man.join(format!("{name}.1.gz"));
+        let text = common::run_ok(Command::new("zcat").arg(&page));
+        assert!(text.starts_with(".ie"), "{name}: not roff: {}", &text[..40]);
+        assert!(text.contains(&format!(".TH {name} 1")), "{name}: no title");
+    }
+    assert!(
+        !man.join("imgferry-generate.1.gz").exists(),
+        "hidden command documented"
+    );
+    let migrate = common::run_ok(Command::new("zcat").arg(man.join("imgferry-migrate.1.gz")));
+    assert!(
+        migrate.contains("\\-\\-to\\-file"),
+        "migrate page lacks --to-file"
+    );
+
+    let share = usr.join("share");
+    let bash = share.join("bash-completion/completions/imgferry");
+    common::run_ok(Command::new("bash").arg("-n").arg(&bash));
+    for file in [
+        bash,
+        share.join("zsh/site-functions/_imgferry"),
+        share.join("fish/vendor_completions.d/imgferry.fish"),
+    ] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for word in commands.iter().map(String::as_str).chain(["os-cloud"]) {
+            assert!(text.contains(word), "{}: no {word}", file.display());
+        }
+        assert!(
+            !text.contains("generate"),
+            "{}: hidden command",
+            file.display()
+        );
+    }
+}
