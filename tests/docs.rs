@@ -4,16 +4,19 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
 use serde_json::Value;
 
 #[test]
-fn readme_lists_every_operation() {
+fn sysprep_doc_lists_every_operation() {
     let out = common::run_ok(common::imgferry().args(["--json", "sysprep", "--list-operations"]));
     let value: Value = serde_json::from_str(out.trim()).expect("one JSON result");
     let operations = value["operations"].as_array().expect("operations");
     assert!(operations.len() >= 40, "{}", operations.len());
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands/sysprep.md");
+    let readme = std::fs::read_to_string(doc).expect("docs/commands/sysprep.md");
     for op in operations {
         let row = format!(
             "| `{}` | {} | {} |",
@@ -21,7 +24,10 @@ fn readme_lists_every_operation() {
             if op["default"] == true { "yes" } else { "no" },
             op["description"].as_str().unwrap()
         );
-        assert!(readme.contains(&row), "README lacks or misstates: {row}");
+        assert!(
+            readme.contains(&row),
+            "docs/commands/sysprep.md lacks or misstates: {row}"
+        );
     }
 }
 
@@ -134,4 +140,85 @@ fn cli_reference_is_current() {
             "{command}"
         );
     }
+}
+
+/// Every event kind in `src/`: the string literals passed to `Event::new` or to a helper
+/// returning an `Event` whose first parameter is `kind: &'static str`.
+fn emitted_event_kinds() -> BTreeSet<String> {
+    fn files(dir: &Path, into: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, into);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                into.push((path, text));
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut sources,
+    );
+    let mut kinds = BTreeSet::new();
+    for (path, text) in &sources {
+        // Helpers are private: their calls are in the file that defines them.
+        let mut openers = vec!["Event::new(".to_owned()];
+        for (at, _) in text.match_indices("kind: &'static str") {
+            let head = &text[..at];
+            let Some(fn_at) = head.rfind("fn ") else {
+                continue;
+            };
+            let Some((name, params)) = head[fn_at + 3..].split_once('(') else {
+                continue;
+            };
+            let returns = text[at..].split('{').next().unwrap_or_default();
+            let first = params.trim().is_empty() || params.trim() == "&self,";
+            if first && returns.contains("-> Event") {
+                openers.push(format!("{name}("));
+            }
+        }
+        for (index, opener) in openers.iter().enumerate() {
+            for (at, _) in text.match_indices(opener.as_str()) {
+                let rest = text[at + opener.len()..].trim_start();
+                if let Some(literal) = rest.strip_prefix('"') {
+                    kinds.insert(literal[..literal.find('"').unwrap()].to_owned());
+                } else if index == 0 {
+                    // Only a helper hands its own `kind` on; anything else would hide
+                    // kinds from this test.
+                    assert!(
+                        rest.starts_with("kind,"),
+                        "{}: an event kind that is not a string literal: {}",
+                        path.display(),
+                        &rest[..rest.len().min(40)]
+                    );
+                }
+            }
+        }
+    }
+    kinds
+}
+
+#[test]
+fn json_schema_documents_every_event_kind_the_code_emits() {
+    let kinds = emitted_event_kinds();
+    assert!(kinds.len() >= 25, "{kinds:?}");
+    assert!(kinds.contains("cloud.authenticated") && kinds.contains("sysprep.change"));
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/json.md"))
+        .expect("docs/json.md");
+    let documented: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |"))
+        .map(|(kind, _)| kind.to_owned())
+        .filter(|kind| kind.contains('.'))
+        .collect();
+    let missing: Vec<_> = kinds.difference(&documented).collect();
+    assert!(missing.is_empty(), "docs/json.md lacks events: {missing:?}");
+    let stale: Vec<_> = documented.difference(&kinds).collect();
+    assert!(
+        stale.is_empty(),
+        "docs/json.md lists events never emitted: {stale:?}"
+    );
 }

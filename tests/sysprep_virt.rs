@@ -1,6 +1,6 @@
 //! Differential tests against the real virt-sysprep (1.48) on the same fixture with
 //! the same operation words: the file-level results must be identical except for the
-//! documented, intentional differences (README, "sysprep: differences from
+//! documented, intentional differences (docs/commands/sysprep.md, "differences from
 //! virt-sysprep"). Four appliance launches per case, two at a time.
 //! For fs-uuids and lvm-uuids the comparison is of which filesystems, PVs and VGs got
 //! a new UUID.

@@ -23,7 +23,7 @@
 //! Why BLAKE3 is the default chunk algorithm: measured on this machine class (2 cores,
 //! SHA-NI present), one thread hashes about 3.9 GB/s with BLAKE3 and 1.5 GB/s with
 //! SHA-256, so a manifest pass over a page-cached image is bound by reading, not hashing,
-//! only with BLAKE3 (README, "Design notes: manifest digest", has the figures). Both are
+//! only with BLAKE3 (docs/design/manifest-digest.md has the figures). Both are
 //! 256-bit cryptographic digests; SHA-256 stays selectable (`algorithm: "sha256"`) for
 //! sites that must stay within FIPS-approved algorithms.
 //!

@@ -3,7 +3,7 @@
 //!
 //! Pure: a [`SourceImage`]'s properties, the user's [`PropertyEdits`] and a
 //! [`Provenance`] in, the final [`PropertyPlan`] out. No I/O, no cloud calls. The
-//! rules are the README's "Image properties" section; keep the two in step.
+//! rules are docs/commands/migrate.md's "Image properties" section; keep the two in step.
 
 use std::collections::BTreeMap;
 

@@ -27,7 +27,7 @@ pub trait Progress: Send + Sync {
 /// A structured event: a stable `kind`, a human message and machine-readable fields.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// Stable identifier, e.g. `"convert.done"`; documented in the README's JSON schema.
+    /// Stable identifier, e.g. `"convert.done"`; documented in docs/json.md (tests/docs.rs checks).
     pub kind: &'static str,
     /// One line for humans.
     pub message: String,

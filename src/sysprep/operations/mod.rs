@@ -1,6 +1,6 @@
 //! The operation table: every operation's name, default, one-line description, the
 //! guest paths it touches, and how it plans its changes. `--list-operations` and the
-//! README's table are printed from [`OPERATIONS`].
+//! the table in docs/commands/sysprep.md are printed from [`OPERATIONS`].
 //!
 //! Owns: the table and the two generic planners (remove what globs match; remove only
 //! the non-directories they match). Must not: call a backend directly (only through
@@ -32,7 +32,7 @@ pub struct Operation {
     /// Whether it runs when no selection is given.
     pub default_on: bool,
     pub description: &'static str,
-    /// The guest paths or globs it looks at (for `--list-operations` and the README).
+    /// The guest paths or globs it looks at (for `--list-operations` and docs/commands/sysprep.md).
     pub paths: &'static [&'static str],
     pub(crate) how: How,
 }

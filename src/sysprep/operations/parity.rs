@@ -3,7 +3,7 @@
 //! kerberos-data, ca-certificates, net-nmconn, flag-reconfiguration.
 //!
 //! Owns: those rules, with virt-sysprep 1.48's paths. Must not: run programs in the
-//! guest (nothing here does; see the README for what virt-sysprep would run).
+//! guest (nothing here does; see docs/commands/sysprep.md for what virt-sysprep would run).
 
 use super::super::plan::Planner;
 use super::super::Result;
