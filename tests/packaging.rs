@@ -78,3 +78,73 @@ fn install_lays_out_man_pages_and_completions_from_the_binary() {
         );
     }
 }
+
+#[test]
+fn debian_package_unpacks_and_runs() {
+    let dir = common::tempdir();
+    let out = dir.path().join("out");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package-deb");
+    // The test's own binary, uncompressed: no release build, no xz inside the test.
+    let deb = common::run_ok(Command::new(script).args([
+        "--binary",
+        env!("CARGO_BIN_EXE_imgferry"),
+        "--out",
+        common::path_str(&out),
+        "--compression",
+        "none",
+    ]));
+    let deb = Path::new(deb.trim()).to_owned();
+    assert!(deb.starts_with(&out) && deb.is_file(), "{}", deb.display());
+
+    let field = |name: &str| {
+        let value = common::run_ok(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name));
+        value.trim().to_owned()
+    };
+    assert_eq!(field("Package"), "imgferry");
+    assert_eq!(field("Version"), env!("CARGO_PKG_VERSION"));
+    let arch = common::run_ok(Command::new("dpkg").arg("--print-architecture"));
+    assert_eq!(field("Architecture"), arch.trim());
+    let depends = field("Depends");
+    assert!(depends.contains("libc6 (>="), "{depends}");
+    assert!(
+        !depends.contains("guestfs"),
+        "libguestfs must stay optional: {depends}"
+    );
+    assert!(field("Recommends").contains("libguestfs0"));
+
+    let root = dir.path().join("root");
+    common::run_ok(Command::new("dpkg").arg("-x").arg(&deb).arg(&root));
+    let binary = root.join("usr/bin/imgferry");
+    let ldd = common::run_ok(Command::new("ldd").arg(&binary));
+    assert!(ldd.contains("libc.so.6"), "{ldd}");
+    assert!(!ldd.contains("not found"), "{ldd}");
+    assert!(!ldd.contains("guestfs"), "linked to libguestfs: {ldd}");
+    for path in [
+        "usr/share/man/man1/imgferry-migrate.1.gz",
+        "usr/share/bash-completion/completions/imgferry",
+        "usr/share/zsh/vendor-completions/_imgferry",
+        "usr/share/fish/vendor_completions.d/imgferry.fish",
+        "usr/share/doc/imgferry/copyright",
+    ] {
+        assert!(root.join(path).is_file(), "{path} missing");
+    }
+
+    let version = common::run_ok(Command::new(&binary).arg("--version"));
+    assert_eq!(
+        version.trim(),
+        concat!("imgferry ", env!("CARGO_PKG_VERSION"))
+    );
+    let image = dir.path().join("small.qcow2");
+    common::qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        common::path_str(&image),
+        "16M",
+    ]);
+    let info = common::run_ok(Command::new(&binary).args(["--json", "info"]).arg(&image));
+    let info: serde_json::Value = serde_json::from_str(info.trim()).unwrap();
+    assert_eq!(info["format"], "qcow2", "{info}");
+    assert_eq!(info["virtual_size"], 16 << 20, "{info}");
+}
