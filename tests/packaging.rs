@@ -148,3 +148,54 @@ fn debian_package_unpacks_and_runs() {
     assert_eq!(info["format"], "qcow2", "{info}");
     assert_eq!(info["virtual_size"], 16 << 20, "{info}");
 }
+
+/// `scripts/install-deps` prints one line per step; apt's output goes to a log file that
+/// is shown only when a step fails. apt-get, dpkg-query and sudo are stand-ins here, so
+/// nothing is installed: every package looks missing and apt-get fails.
+#[test]
+fn install_deps_keeps_apt_output_in_a_log_shown_on_failure() {
+    let dir = common::tempdir();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let shims = [
+        (
+            "apt-get",
+            "echo \"apt says: $*\"; echo 'E: no network here'; exit 100",
+        ),
+        ("dpkg-query", "exit 1"),
+        ("sudo", "exec \"$@\""),
+    ];
+    for (name, body) in shims {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&path, perms).unwrap();
+    }
+    let log = dir.path().join("apt.log");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps");
+    let out = common::run(
+        Command::new(script)
+            .env("PATH", path)
+            .env("IMGFERRY_INSTALL_LOG", &log),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.lines().all(|l| l.starts_with("install-deps: ")
+            || l.is_empty()
+            || l.starts_with("### ")
+            || l.starts_with("apt says: ")
+            || l.starts_with("E: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("install-deps: failed: apt-get"), "{stderr}");
+    assert!(
+        stderr.contains("E: no network here"),
+        "the log's tail is shown: {stderr}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("apt says: "), "{logged}");
+}
