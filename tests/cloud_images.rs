@@ -792,13 +792,33 @@ fn cloud_options_work_before_and_after_the_subcommand() {
     assert_eq!(row(&before).len(), 2, "{before}");
     assert_eq!(row(&before), row(&after));
 
-    // migrate takes --os-cloud as its source cloud (OS_CLOUD did and does the same).
+    // migrate takes --os-cloud (and the project options) as its source side, as
+    // OS_CLOUD did and does; a project the credentials may not use is refused.
     let dir = common::tempdir();
     let out_file = dir.path().join("out.raw");
     let out_path = out_file.display().to_string();
+    let wrong = imgferry(&[
+        "--os-cloud",
+        "c1-source",
+        "--os-project-name",
+        "target",
+        "migrate",
+        &id,
+        "--to-file",
+        &out_path,
+        "--dry-run",
+    ]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr_of(&wrong));
+    assert!(
+        stderr_of(&wrong).contains("project `target`"),
+        "{}",
+        stderr_of(&wrong)
+    );
     let planned = stdout(imgferry(&[
         "--os-cloud",
         "c1-source",
+        "--os-project-name",
+        "source",
         "--json",
         "migrate",
         &id,

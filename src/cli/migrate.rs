@@ -197,7 +197,11 @@ pub fn run(
     let request = request(&args, flavour)?;
     let reporter = output.reporter();
     if args.from_file.is_none() {
-        let session = connect_session(args.from.as_deref(), None, &reporter)?;
+        let session = connect_session(
+            args.from.as_deref(),
+            args.from_project.as_deref(),
+            &reporter,
+        )?;
         let mut glance = Glance::connect(session.clone())?;
         let wanted = args.source.as_deref().unwrap_or_default();
         let image = glance.resolve(wanted)?;
