@@ -80,7 +80,7 @@ pub(super) fn run(
     };
     let summary = volumes::run(&volume_request, &image, &mut source, &mut target, &reporter)?;
     let value = serde_json::to_value(&summary).map_err(Failure::new)?;
-    output.result(flavour_name(flavour), value, &summary_text(&summary));
+    output.summary(flavour_name(flavour), value, &summary_text(&summary));
     Ok(ExitCode::Success)
 }
 
