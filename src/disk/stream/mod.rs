@@ -8,8 +8,9 @@
 //! uncompressed, version and cluster size as asked; v3 zero clusters and unallocated
 //! clusters stay unallocated (they read as zeros: there is no backing file), compressed
 //! clusters are inflated. The cluster size must be the source's (one source cluster
-//! makes one output cluster). A raw source is not planned here: which of its clusters
-//! are zero is unknown until they are read (see docs/design/streaming.md).
+//! makes one output cluster). A raw source needs two reads: which of its clusters are
+//! zero is unknown until they are read, so [`StreamPlan::for_raw`] scans it once to
+//! plan, and the output is produced from a second read (docs/design/streaming.md).
 //!
 //! Owns the plan and the byte order; knows nothing of HTTP, hashing or guests (edits
 //! arrive as guest-offset writes, as `guest::native` lists them for a commit).

@@ -2,7 +2,10 @@
 //! from, and the output [`Layout`] (so its exact length is known before any data).
 //!
 //! Built from the source qcow2's metadata only (L1/L2 walk through its `ReadAt`, local or
-//! remote). Memory: one entry per allocated output cluster (24 bytes), plus the edits.
+//! remote), or for a raw source from a first scan of its bytes. Memory: one entry per
+//! allocated output cluster (24 bytes), plus the edits.
+
+use std::io::Read;
 
 use crate::disk::qcow2::layout::RunKind;
 use crate::disk::qcow2::writer::{AllocationMap, Layout, Qcow2Format};
@@ -122,6 +125,52 @@ impl StreamPlan {
             writes,
             compression: header.compression_type,
             source_size: layout.source().size(),
+        })
+    }
+
+    /// Plans the qcow2 output of a raw source of `size` bytes, scanning it once through
+    /// `scan` (a first sequential read: which clusters are zero is unknown until they
+    /// are read, and the layout must be known before the output's first byte). Only
+    /// clusters holding a non-zero byte, or touched by `writes`, are allocated; the
+    /// output keeps guest order, which for raw is the source's order.
+    pub fn for_raw(
+        mut scan: impl Read,
+        size: u64,
+        mut writes: Vec<GuestWrite>,
+        format: Qcow2Format,
+    ) -> Result<Self> {
+        let cluster = format.cluster_size();
+        writes.sort_by_key(|(offset, _)| *offset);
+        check_writes(&writes, size)?;
+        let mut order = Vec::new();
+        let mut buf = vec![0u8; cluster as usize];
+        let mut at = 0;
+        let mut edits = writes.iter().peekable();
+        while at < size {
+            let len = cluster.min(size - at);
+            scan.read_exact(&mut buf[..len as usize]).map_err(|e| {
+                DiskError::InvalidRequest(format!("scanning the raw source at byte {at}: {e}"))
+            })?;
+            while edits.next_if(|(o, d)| o + d.len() as u64 <= at).is_some() {}
+            let edited = edits.peek().is_some_and(|(offset, _)| *offset < at + len);
+            let guest = at / cluster;
+            if buf[..len as usize].iter().any(|&b| b != 0) {
+                order.push((guest, Piece::Data { host: at, len }));
+            } else if edited {
+                order.push((guest, Piece::Edited));
+            }
+            at += len;
+        }
+        let mut map = AllocationMap::new();
+        for (guest, _) in &order {
+            map.push_run(*guest..*guest + 1)?;
+        }
+        Ok(Self {
+            layout: Layout::plan(format, size, map)?,
+            order,
+            writes,
+            compression: format.compression_type(),
+            source_size: size,
         })
     }
 
