@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use imgferry::cloud::keystone::{Session, SessionOptions};
 use imgferry::disk::{open_image, open_source, Image as Disk, ReadAt, VirtualDisk};
 use imgferry::report::SilentReporter;
 use imgferry::transfer::remote::{
-    probe_range, RangeSupport, RemoteError, RemoteImage, RemoteOptions,
+    probe_range, RangeSupport, RemoteError, RemoteImage, RemoteOptions, SequentialBody,
 };
 use imgferry::transfer::RetryPolicy;
 
@@ -318,4 +319,55 @@ fn probe_and_reads_through_the_fault_proxy() {
         .unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
     assert_eq!(remote.stats().requests, before);
+}
+
+#[test]
+fn the_one_sequential_get_resumes_after_a_cut_and_refuses_a_restart() {
+    let dir = common::tempdir();
+    let mut cleanup = ImageGuard::new();
+    let file = reverse_qcow2(dir.path());
+    let bytes = std::fs::read(&file).unwrap();
+    let mut direct = glance(dev_cloud().clouds_yaml(), "c1-source");
+    let image = uploaded(&mut cleanup, &mut direct, &file, "qcow2");
+    let proxy = FaultProxy::start(&glance_host_port());
+    let clouds = proxied_clouds(dir.path(), &proxy);
+    let mut proxied = glance(common::path_str(&clouds), "proxied");
+    let rule = |fault| Rule {
+        method: "GET",
+        path_suffix: format!("{}/file", image.id),
+        fault,
+        times: 1,
+    };
+    let size = bytes.len() as u64;
+    let retry = quick_retry(3).retry;
+
+    // Cut at 5 MiB, then a 503 to the first resume: the reader sees every byte once.
+    proxy.add(rule(Fault::CloseResponseAfter { bytes: 5 << 20 }));
+    proxy.add(rule(Fault::Unavailable));
+    let mut body = SequentialBody::new(&mut proxied, &image.id, size, retry);
+    let mut got = Vec::new();
+    body.read_to_end(&mut got).unwrap();
+    assert!(got == bytes, "the resumed body differs from the file");
+    assert_eq!((body.requests, body.resumes), (3, 1));
+    let resumed_at: Vec<String> = proxy
+        .seen()
+        .iter()
+        .filter_map(|s| s.range.clone())
+        .collect();
+    assert_eq!(resumed_at, vec![format!("bytes={}-", 5 << 20); 2]);
+
+    // A store answering the resume with the whole image: an error, not bytes twice.
+    proxy.add(rule(Fault::CloseResponseAfter { bytes: 1 << 20 }));
+    proxy.add(rule(Fault::StripRange));
+    let mut body = SequentialBody::new(&mut proxied, &image.id, size, retry);
+    let error = body.read_to_end(&mut Vec::new()).unwrap_err();
+    let inner = error
+        .into_inner()
+        .unwrap()
+        .downcast::<RemoteError>()
+        .unwrap();
+    assert!(
+        matches!(*inner, RemoteError::RangeIgnored { .. }),
+        "{inner}"
+    );
 }

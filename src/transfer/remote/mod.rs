@@ -11,12 +11,14 @@
 //! Memory is bounded by the cache cap plus one fetch (at most `readahead_blocks`
 //! blocks). Requests are serialised by one lock: the readers above (a qcow2 walk, the
 //! native guest backend) issue one read at a time. Whether the store serves ranges at
-//! all is [`probe_range`]'s question, asked once before a reader is opened.
+//! all is [`probe_range`]'s question, asked once before a reader is opened. The data
+//! itself is read once, front to back, by [`SequentialBody`] (one GET, resumed).
 
 mod cache;
 mod error;
 mod fetch;
 mod probe;
+mod sequential;
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +30,7 @@ use crate::transfer::retry::RetryPolicy;
 use cache::{BlockCache, Readahead};
 pub use error::RemoteError;
 pub use probe::{probe_range, RangeSupport};
+pub use sequential::SequentialBody;
 
 /// Smallest block accepted: below a page, requests would cost more than they carry.
 const MIN_BLOCK_SIZE: usize = 4096;
