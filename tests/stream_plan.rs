@@ -274,7 +274,7 @@ fn edits_that_overlap_or_leave_the_disk_are_refused() {
 /// same run (figures for docs/design/streaming.md; never asserted, so not run by
 /// default): a 1 GiB guest with 512 MiB of data written in reverse guest order.
 #[test]
-#[ignore = "a measurement: cargo test --release --test stream_plan -- --ignored --nocapture"]
+#[ignore = "a measurement: cargo test --test stream_plan -- --ignored --nocapture"]
 fn measure_producer_against_reading_the_file() {
     let dir = common::tempdir();
     let path = dir.path().join("big.qcow2");
