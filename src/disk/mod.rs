@@ -24,6 +24,7 @@ pub mod output;
 pub mod patch;
 pub mod qcow2;
 pub mod raw;
+pub mod stream;
 pub mod write_queue;
 
 pub use error::{DiskError, Result};

@@ -4,6 +4,8 @@
 //!   the image's `os_hash_algo` computed on their own threads, holes kept, retried with
 //!   backoff and resumed with `Range` after a dropped connection or a 5xx, verified
 //!   against Glance's record, renamed only when verified;
+//! - [`remote`]: IMAGE read at random offsets (HTTP `Range`, a bounded block cache)
+//!   behind the disk layer's `ReadAt`, for streaming;
 //! - [`upload`]: FILE -> new image: the format checked against the content before
 //!   anything is created, streamed with `Content-Length` (or staged and imported),
 //!   hashed while sending, compared with what Glance recorded, and the half-created
@@ -16,6 +18,7 @@
 
 mod download;
 mod error;
+pub mod remote;
 mod retry;
 mod sparse;
 mod stop;

@@ -7,7 +7,8 @@
 //! open until the client has looked at the record), answer 503 without forwarding, slow both
 //! bodies down (so a test can kill a client mid-transfer), or forward the request with
 //! its token replaced by an invalid one (so the real Glance answers 401, as it does to an
-//! expired or revoked token). A request body the client cuts
+//! expired or revoked token), forward it without its `Range` header, or rewrite the
+//! answer's `Content-Range`. A request body the client cuts
 //! short is cut short towards Glance too, as a direct connection would be. Threads and
 //! std sockets only; no part of Glance is imitated.
 
@@ -39,6 +40,11 @@ pub enum Fault {
     Throttle { after: u64, bytes_per_second: u64 },
     /// Forward the request with `X-Auth-Token` replaced by a token Keystone never issued.
     InvalidToken,
+    /// Forward the request without its `Range` header, as a store that cannot serve
+    /// ranges ignores it (Glance then answers 200 with the whole image).
+    StripRange,
+    /// Replace the response's `Content-Range` header (if it has one) by this value.
+    ContentRange(&'static str),
 }
 
 /// What replaces the client's token under [`Fault::InvalidToken`].
@@ -313,6 +319,8 @@ fn forward(
     for (k, v) in &headers {
         if k.eq_ignore_ascii_case("x-auth-token") && fault == Some(Fault::InvalidToken) {
             forwarded.push_str(&format!("{k}: {INVALID_TOKEN}\r\n"));
+        } else if k.eq_ignore_ascii_case("range") && fault == Some(Fault::StripRange) {
+            continue;
         } else if !k.eq_ignore_ascii_case("connection") {
             forwarded.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -379,7 +387,19 @@ fn forward(
 
     // Response: head as is, body with the fault applied.
     let mut server_reader = BufReader::new(server.try_clone()?);
-    let response_head = read_head(&mut server_reader)?;
+    let mut response_head = read_head(&mut server_reader)?;
+    if let Some(Fault::ContentRange(value)) = fault {
+        response_head = response_head
+            .split("\r\n")
+            .map(|line| match line.split_once(':') {
+                Some((k, _)) if k.eq_ignore_ascii_case("content-range") => {
+                    format!("{k}: {value}")
+                }
+                _ => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n");
+    }
     client_writer.write_all(response_head.as_bytes())?;
     client_writer.write_all(b"\r\n\r\n")?;
     let mut offset = 0u64;

@@ -1,5 +1,6 @@
 //! Glance v2 image data: the streamed download (`GET /v2/images/{id}/file`, with an
-//! optional `Range`) and the streamed upload (`PUT .../file`, or `PUT .../stage` for an
+//! optional `Range`), a bounded range read (`Range: bytes=A-B`, for random access) and
+//! the streamed upload (`PUT .../file`, or `PUT .../stage` for an
 //! interoperable import).
 //!
 //! Owns the wire details: the range header, reading `Content-Range` and
@@ -38,6 +39,28 @@ pub enum DataResponse {
         status: u16,
         message: Option<String>,
     },
+}
+
+/// The answer to a request for the bytes `[start, end]` (inclusive) of an image's data.
+pub enum RangeAnswer {
+    /// `206` with a well-formed `Content-Range`: the bytes `start..=end` of `total` follow.
+    /// The caller compares them with what it asked for (a server may send fewer).
+    Partial {
+        start: u64,
+        end: u64,
+        total: Option<u64>,
+        body: Box<dyn Read + Send>,
+    },
+    /// `200`: the server ignored `Range` and would send the whole image (the body is
+    /// dropped unread, so the connection is closed rather than drained).
+    Ignored { length: Option<u64> },
+    /// `400` or `416`: the store refuses ranges (rbd, swift, s3) or this one.
+    Refused {
+        status: u16,
+        message: Option<String>,
+    },
+    /// `206` whose `Content-Range` is missing or malformed (the header as sent).
+    Garbled { content_range: String },
 }
 
 /// Where uploaded bytes go.
@@ -99,6 +122,58 @@ impl Glance {
         }
     }
 
+    /// Asks for the bytes `start..=end` of the image's data (`Range: bytes=START-END`).
+    /// A 401 is replayed with a new token by the session; any status other than those of
+    /// [`RangeAnswer`] is a [`CloudError::Http`] (a 5xx the caller may retry).
+    pub fn read_range(
+        &mut self,
+        id: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<RangeAnswer, CloudError> {
+        let url = self.images_url(&[id, "file"]);
+        let range = format!("bytes={start}-{end}");
+        let headers = [
+            ("Accept", "application/octet-stream"),
+            ("Accept-Encoding", "identity"),
+            ("Range", range.as_str()),
+        ];
+        let response = self
+            .session
+            .execute(Method::Get, &url, &headers, RequestBody::Empty)?;
+        let status = response.status().as_u16();
+        match status {
+            206 => {
+                let header = response
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                match parse_range(&header) {
+                    Some((start, end, total)) => Ok(RangeAnswer::Partial {
+                        start,
+                        end,
+                        total,
+                        body: Box::new(response.into_body().into_reader()),
+                    }),
+                    None => Ok(RangeAnswer::Garbled {
+                        content_range: header.chars().take(120).collect(),
+                    }),
+                }
+            }
+            200 => Ok(RangeAnswer::Ignored {
+                length: content_length(&response),
+            }),
+            400 | 416 => Ok(RangeAnswer::Refused {
+                status,
+                message: http::server_message(response),
+            }),
+            404 => Err(self.not_found(id)),
+            _ => Err(http::status_error(Method::Get, &url, response)),
+        }
+    }
+
     /// Streams `length` bytes from `reader` into the image's data or staging area, with
     /// `Content-Length` and `x-openstack-image-size`. A 401 is returned as
     /// [`CloudError::Http`] (a stream cannot be replayed): re-authenticate and start over.
@@ -140,6 +215,12 @@ fn content_length(response: &Response<Body>) -> Option<u64> {
 /// `bytes START-END/TOTAL` (TOTAL may be `*`) as `(START, TOTAL)`; `None` when malformed
 /// or when END comes before START.
 fn parse_content_range(header: &str) -> Option<(u64, Option<u64>)> {
+    parse_range(header).map(|(start, _, total)| (start, total))
+}
+
+/// `bytes START-END/TOTAL` as `(START, END, TOTAL)`, with the checks of
+/// [`parse_content_range`].
+fn parse_range(header: &str) -> Option<(u64, u64, Option<u64>)> {
     let rest = header.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = rest.split_once('/')?;
     let (start, end) = range.trim().split_once('-')?;
@@ -158,7 +239,7 @@ fn parse_content_range(header: &str) -> Option<(u64, Option<u64>)> {
             Some(total)
         }
     };
-    Some((start, total))
+    Some((start, end, total))
 }
 
 #[cfg(test)]
@@ -184,5 +265,6 @@ mod tests {
         ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
+        assert_eq!(parse_range("bytes 0-511/4096"), Some((0, 511, Some(4096))));
     }
 }

@@ -15,7 +15,7 @@ use url::Url;
 use crate::cloud::http::{self, display_url, join_path, Method};
 use crate::cloud::keystone::Session;
 use crate::cloud::{CloudError, ImageCandidate};
-pub use data::{DataResponse, DataTarget};
+pub use data::{DataResponse, DataTarget, RangeAnswer};
 pub use image::Image;
 pub use write::{Member, MemberStatus, PatchOp};
 

@@ -8,7 +8,7 @@
 pub mod amend;
 pub mod bitmaps;
 pub mod check;
-mod decompress;
+pub(crate) mod decompress;
 pub mod entries;
 pub mod header;
 mod l2_cache;

@@ -194,8 +194,22 @@ impl Layout {
     }
 
     /// Calls `emit` with every metadata cluster in file order, from the header up to the
-    /// first data cluster, reusing one cluster-sized buffer.
-    pub fn emit_metadata(&self, mut emit: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    /// first data cluster, reusing one cluster-sized buffer. Data clusters follow in
+    /// guest order.
+    pub fn emit_metadata(&self, emit: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let mut cursor = RunCursor::default();
+        self.emit_metadata_with_slots(|guest| cursor.rank_of(&self.map.runs, guest), emit)
+    }
+
+    /// [`Self::emit_metadata`] for data clusters in another order: `slot_of(guest)` is
+    /// the position of guest cluster `guest` among the data clusters (`None`: not
+    /// allocated). It is asked about ascending guest clusters; the caller must give
+    /// every allocated cluster of the map a distinct slot below its cluster count.
+    pub fn emit_metadata_with_slots(
+        &self,
+        mut slot_of: impl FnMut(u64) -> Option<u64>,
+        mut emit: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         let cluster = self.format.cluster_size();
         emit(&self.header_cluster()?)?;
         let refblock_offsets = (0..self.refblocks).map(|i| self.refblocks_offset + i * cluster);
@@ -223,11 +237,10 @@ impl Layout {
             _ => 0,
         });
         emit_table(cluster, self.l1_clusters, l1, &mut emit)?;
-        let mut cursor = RunCursor::default();
         for l1_index in self.map.l1_indices(entries_per_l2) {
             let first = l1_index * entries_per_l2;
             let entries = (first..first + entries_per_l2).map(|guest| {
-                cursor.rank_of(&self.map.runs, guest).map_or(0, |rank| {
+                slot_of(guest).map_or(0, |rank| {
                     L2Entry::encode_standard(self.data_offset + rank * cluster, true)
                 })
             });
