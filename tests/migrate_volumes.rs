@@ -174,59 +174,36 @@ fn result(lines: &[Value]) -> &Value {
         .unwrap_or_else(|| panic!("no result in {lines:?}"))
 }
 
-/// Ids of the project's volumes, snapshots and images (what a run must leave as it was).
-fn inventory(cloud: &str) -> BTreeMap<&'static str, Vec<String>> {
-    let ids = |args: &[&str]| -> Vec<String> {
-        let mut ids: Vec<String> = json(&openstack(cloud, args))
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["ID"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
-    };
-    BTreeMap::from([
-        ("volumes", ids(&["volume", "list", "-f", "json"])),
+/// `KIND NAME` of the project's volumes, snapshots and images whose name contains
+/// `needle` (tests run in parallel in the same projects: each looks at its own names).
+fn named(cloud: &str, needle: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (kind, args) in [
+        ("volume", &["volume", "list", "-f", "json"][..]),
         (
-            "snapshots",
-            ids(&["volume", "snapshot", "list", "-f", "json"]),
+            "snapshot",
+            &["volume", "snapshot", "list", "-f", "json"][..],
         ),
-        ("images", ids(&["image", "list", "--private", "-f", "json"])),
-    ])
+        ("image", &["image", "list", "-f", "json"][..]),
+    ] {
+        for row in json(&openstack(cloud, args)).as_array().unwrap() {
+            let name = row["Name"].as_str().unwrap_or_default();
+            if name.contains(needle) {
+                names.push(format!("{kind} {name}"));
+            }
+        }
+    }
+    names.sort();
+    names
 }
 
-/// Only what other tests might add or remove meanwhile differs: compare our own objects.
-fn assert_same_inventory(
-    before: &BTreeMap<&str, Vec<String>>,
-    after: &BTreeMap<&str, Vec<String>>,
-    name_prefix: &str,
-    cloud: &str,
-) {
-    for kind in ["volumes", "snapshots", "images"] {
-        let added: Vec<&String> = after[kind]
-            .iter()
-            .filter(|id| !before[kind].contains(id))
-            .collect();
-        let leftovers: Vec<&&String> = added
-            .iter()
-            .filter(|id| {
-                let shown = match kind {
-                    "volumes" => openstack(cloud, &["volume", "show", id, "-f", "json"]),
-                    "snapshots" => {
-                        openstack(cloud, &["volume", "snapshot", "show", id, "-f", "json"])
-                    }
-                    _ => openstack(cloud, &["image", "show", id, "-f", "json"]),
-                };
-                let name = json(&shown)["name"].as_str().unwrap_or_default().to_owned();
-                name.starts_with("imgferry-tmp-") || name.starts_with(name_prefix)
-            })
-            .collect();
-        assert!(
-            leftovers.is_empty(),
-            "{kind} left in {cloud}: {leftovers:?}"
-        );
-    }
+/// The source project holds what it held before the run (`before`: [`named`] with the
+/// test's unique name) and no temporary of the run's request.
+fn assert_source_as_before(cloud: &str, name: &str, before: &[String], summary: &Value) {
+    assert_eq!(named(cloud, name), before, "the source project's objects");
+    let request = summary["request"].as_str().unwrap();
+    let temporaries = named(cloud, &format!("imgferry-tmp-{}", &request[..12]));
+    assert!(temporaries.is_empty(), "temporaries left: {temporaries:?}");
 }
 
 /// Reads a volume snapshot's bytes back as the operator would: a volume from it, an
@@ -331,7 +308,7 @@ fn volume_backed_snapshot_to_volumes_survives_sigkill_and_boots_the_same_shape()
     let dir = common::tempdir();
     let name = unique_name("bfv-volumes");
     let (snapshot, data) = build_snapshot(dir.path(), "c1", "source", &name);
-    let before = inventory("c1-source");
+    let before = named("c1-source", &name);
     let moved = format!("{name}-moved");
     let work = dir.path().join("work");
     let args = [
@@ -359,10 +336,7 @@ fn volume_backed_snapshot_to_volumes_survives_sigkill_and_boots_the_same_shape()
         "volume.uploading",
         "volume.target_volume",
     ] {
-        assert!(
-            kill_at_event(&args, kind),
-            "no {kind} event before the run ended"
-        );
+        kill_at_event(&args, kind);
     }
     let (ok, lines, stderr) = imgferry_json(&args);
     let summary = result(&lines).clone();
@@ -453,7 +427,7 @@ fn volume_backed_snapshot_to_volumes_survives_sigkill_and_boots_the_same_shape()
                 .all(|i| i["ID"] != id)
         );
     }
-    assert_same_inventory(&before, &inventory("c1-source"), &moved, "c1-source");
+    assert_source_as_before("c1-source", &name, &before, &summary);
     assert!(!work.join("volumes.json").exists());
 
     // Again: nothing new is made.
@@ -500,7 +474,7 @@ fn volume_backed_snapshot_to_images_in_another_cloud() {
     let dir = common::tempdir();
     let name = unique_name("bfv-images");
     let (snapshot, data) = build_snapshot(dir.path(), "c1", "source", &name);
-    let before = inventory("c1-source");
+    let before = named("c1-source", &name);
     let moved = format!("{name}-moved");
     let (ok, lines, stderr) = imgferry_json(&[
         "template",
@@ -564,34 +538,38 @@ fn volume_backed_snapshot_to_images_in_another_cloud() {
         path_str(&raw),
     ]);
     assert_data_disk(&raw, &data);
-    assert_same_inventory(&before, &inventory("c1-source"), &moved, "c1-source");
+    assert_source_as_before("c1-source", &name, &before, &summary);
 }
 
-/// `imgferry --json ARGS`, SIGKILLed as soon as it emits an event of kind `kind`; returns
-/// whether that event came (the run may also have ended first).
-fn kill_at_event(args: &[&str], kind: &str) -> bool {
+/// `imgferry --json ARGS`, SIGKILLed as soon as it emits an event of kind `kind`.
+/// Panics with the run's output when it ended before that event.
+fn kill_at_event(args: &[&str], kind: &str) {
     use std::io::BufRead;
     let mut cmd = imgferry();
     clean_env(&mut cmd, dev_cloud().clouds_yaml());
     cmd.envs(guestfs_env().iter().map(|(k, v)| (k, v)));
     cmd.arg("--json").args(args);
+    let stderr_file = tempfile::NamedTempFile::new().unwrap();
     cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+        .stderr(stderr_file.reopen().unwrap());
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut seen = false;
+    let mut lines = Vec::new();
     for line in std::io::BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
-        if serde_json::from_str::<Value>(&line)
-            .is_ok_and(|v| v["event"] == kind || v["kind"] == kind)
-        {
+        if serde_json::from_str::<Value>(&line).is_ok_and(|v| v["kind"] == kind) {
             child.kill().unwrap();
-            seen = true;
-            break;
+            let _ = child.wait();
+            return;
         }
+        lines.push(line);
     }
-    let _ = child.wait();
-    seen
+    let status = child.wait().unwrap();
+    panic!(
+        "the run ended ({status}) before a {kind} event\nstdout: {}\nstderr: {}",
+        lines.join("\n"),
+        std::fs::read_to_string(stderr_file.path()).unwrap_or_default()
+    );
 }
 
 #[test]
@@ -600,7 +578,7 @@ fn bad_snapshots_and_a_small_quota_are_refused_before_anything_is_made() {
     let name = unique_name("bfv-refused");
     // c2/source: no other test uses its volumes, so its quota can be shrunk here.
     let (snapshot, _) = build_snapshot(dir.path(), "c2", "source", &name);
-    let before = inventory("c2-source");
+    let before = named("c2-source", &name);
     let args = |target: &'static str| -> Vec<String> {
         [
             "migrate",
@@ -724,13 +702,7 @@ fn bad_snapshots_and_a_small_quota_are_refused_before_anything_is_made() {
     openstack("c2-target", &["image", "delete", &foreign_id]);
     outcome.unwrap();
 
-    // Images come and go in c2/source (the listing tests page there); volumes do not.
-    let after = inventory("c2-source");
-    assert_eq!(after["volumes"], before["volumes"], "no volume was created");
-    assert_eq!(
-        after["snapshots"], before["snapshots"],
-        "no snapshot was created"
-    );
+    assert_eq!(named("c2-source", &name), before, "nothing was created");
     assert!(
         !dir.path().join("work/volumes.json").exists(),
         "no state is left"

@@ -52,6 +52,8 @@ pub struct DiskSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeSummary {
     pub source_id: String,
+    /// The request's digest: the temporaries' names carry its first 12 characters.
+    pub request: String,
     pub shape: TargetShape,
     pub disks: Vec<DiskSummary>,
     /// `volumes`: the Glance record to launch instances from.
@@ -227,6 +229,7 @@ pub fn run(
     }
     Ok(VolumeSummary {
         source_id: snapshot.id.clone(),
+        request: base.digest.clone(),
         shape: request.shape,
         disks: summaries,
         record,
