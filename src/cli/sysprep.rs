@@ -12,7 +12,9 @@ use serde_json::json;
 use super::{Failure, Output};
 use crate::exit::ExitCode;
 use crate::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
-use crate::sysprep::{self, Hostname, MachineIdMode, Options, UserAccounts, Words, OPERATIONS};
+use crate::sysprep::{
+    self, Hostname, MachineIdMode, Options, Scrub, UserAccounts, Words, OPERATIONS,
+};
 
 /// Arguments of `imgferry sysprep`.
 #[derive(Debug, clap::Args)]
@@ -50,6 +52,11 @@ pub struct SysprepArgs {
     /// Print the exact plan and change nothing (the image stays byte-identical).
     #[arg(long)]
     pub dry_run: bool,
+    /// Leave the old content of removed, truncated or replaced files in the freed
+    /// blocks (faster; anyone holding the image can read it). By default it is
+    /// overwritten with zeros, and natively the ext4 journal's log too.
+    #[arg(long)]
+    pub no_scrub: bool,
     /// Guest backend: native (no appliance, ext2/3/4 guests), libguestfs, or auto
     /// (native when it handles the guest, libguestfs otherwise).
     #[arg(long, value_enum, default_value = "auto")]
@@ -121,6 +128,11 @@ fn options(args: &SysprepArgs) -> Result<Options, Failure> {
         hostname,
         user_accounts,
         dry_run: args.dry_run,
+        scrub: if args.no_scrub {
+            Scrub::Keep
+        } else {
+            Scrub::Zero
+        },
     })
 }
 
@@ -179,6 +191,8 @@ fn execute(
         "inspect_seconds": timings.inspect_seconds,
         "sysprep_seconds": timings.sysprep_seconds,
         "commit_seconds": timings.commit_seconds,
+        "scrubbed_bytes": run.scrubbed_bytes,
+        "scrubbed_journal_bytes": run.scrubbed_journal_bytes,
         "total_seconds": start.elapsed().as_secs_f64(),
         "roots": run.reports.iter().map(|r| json!({
             "root": r.os.root,
