@@ -97,8 +97,11 @@ pub struct MigrateArgs {
     pub backend: BackendArg,
     /// Do not touch the guest at all.
     #[arg(long, conflicts_with_all = ["operations", "enable", "delete", "truncate", "hostname",
-        "remove_user_accounts", "keep_user_accounts", "no_scrub"])]
+        "remove_user_accounts", "keep_user_accounts", "no_scrub", "write"])]
     pub no_sysprep: bool,
+    /// Write CONTENT to guest file FILE, as `imgferry sysprep --write` (repeatable).
+    #[arg(long, value_name = "FILE:CONTENT")]
+    pub write: Vec<String>,
     /// Leave the old content of files sysprep removes, truncates or replaces in the
     /// freed blocks, as `imgferry sysprep --no-scrub`.
     #[arg(long)]
@@ -445,6 +448,7 @@ fn sysprep_options(
         (args.hostname.is_some(), "+hostname"),
         (!args.delete.is_empty(), "+delete"),
         (!args.truncate.is_empty(), "+truncate"),
+        (!args.write.is_empty(), "+write"),
     ] {
         if given {
             description.push_str(word);
@@ -472,6 +476,7 @@ fn sysprep_options(
         delete: args.delete.clone(),
         truncate: args.truncate.clone(),
         hostname,
+        write: super::sysprep::writes(&args.write)?,
         user_accounts,
         dry_run: false,
         scrub: if args.no_scrub {

@@ -39,6 +39,10 @@ pub struct SysprepArgs {
     /// Set the hostname (/etc/hostname and the distro's other places). Always applied.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// Write CONTENT (as given, no newline added) to guest file FILE, creating or
+    /// replacing it, as virt-customize does (repeatable, applied last, in order).
+    #[arg(long, value_name = "FILE:CONTENT")]
+    pub write: Vec<String>,
     /// user-account: remove only these users (comma-separated, repeatable).
     #[arg(long, value_name = "USERS")]
     pub remove_user_accounts: Vec<String>,
@@ -126,6 +130,7 @@ fn options(args: &SysprepArgs) -> Result<Options, Failure> {
         delete: args.delete.clone(),
         truncate: args.truncate.clone(),
         hostname,
+        write: writes(&args.write)?,
         user_accounts,
         dry_run: args.dry_run,
         scrub: if args.no_scrub {
@@ -156,6 +161,14 @@ pub(super) fn user_accounts(
         .with_code(ExitCode::Usage));
     }
     Ok(user_accounts)
+}
+
+/// The `--write FILE:CONTENT` values (shared with `migrate`).
+pub(super) fn writes(values: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    Ok(values
+        .iter()
+        .map(|v| sysprep::custom::parse_write(v))
+        .collect::<Result<_, _>>()?)
 }
 
 /// The user names of a repeatable comma-separated flag; an empty name is an error.

@@ -67,6 +67,8 @@ pub struct Options {
     pub truncate: Vec<String>,
     /// `--hostname` (always applied).
     pub hostname: Option<Hostname>,
+    /// `--write FILE:CONTENT`, in order (always applied, after the rest).
+    pub write: Vec<(String, String)>,
     /// `--remove-user-accounts` / `--keep-user-accounts` (for user-account).
     pub user_accounts: UserAccounts,
     /// Plan and report only; change nothing.
