@@ -435,3 +435,94 @@ fn libguestfs_sysprep_leaves_no_removed_secret_in_the_image() {
     assert_fsck_clean(&scrubbed);
     assert_same_guest(&scrubbed, &kept);
 }
+
+/// How often each of `needles` occurs in the raw bytes of `image` (qcow2 converted
+/// first), scanning in chunks.
+fn count_needles(image: &Path, needles: &[Vec<u8>]) -> Vec<usize> {
+    let raw = image.with_extension("count.raw");
+    run(
+        "qemu-img",
+        &["convert", "-O", "raw", path_str(image), path_str(&raw)],
+    );
+    let longest = needles.iter().map(Vec::len).max().unwrap_or(1);
+    let mut file = std::fs::File::open(&raw).unwrap();
+    let mut counts = vec![0; needles.len()];
+    let mut window: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 8 << 20];
+    loop {
+        let n = file.read(&mut chunk).unwrap();
+        window.extend_from_slice(&chunk[..n]);
+        // Matches starting before `limit` are counted now, the rest next round.
+        let limit = if n == 0 {
+            window.len()
+        } else {
+            window.len().saturating_sub(longest)
+        };
+        for (needle, count) in needles.iter().zip(&mut counts) {
+            let mut at = 0;
+            while let Some(i) = find(&window[at..], needle) {
+                if at + i >= limit {
+                    break;
+                }
+                *count += 1;
+                at += i + 1;
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        window.drain(..limit);
+    }
+    std::fs::remove_file(raw).unwrap();
+    counts
+}
+
+/// The cached fixture `name` after template sysprep (defaults; `auto` backend: native
+/// for ext4 guests, libguestfs for the XFS-on-LVM ones): the bytes of its SSH host
+/// private keys and Kerberos keytab (as `scripts/make-fixtures` writes them) are in the
+/// source image and nowhere in the result.
+fn fixture_secrets_are_gone(name: &'static str, backend: &str) {
+    let dir = common::tempdir();
+    let fixture = fixture(name);
+    let fqdn = fixture.fact("identity", "fqdn");
+    let mut needles: Vec<Vec<u8>> = ["rsa", "ecdsa", "ed25519"]
+        .iter()
+        .map(|t| format!("FAKE imgferry fixture {t} host key of {fqdn}").into_bytes())
+        .collect();
+    needles.push(format!("\x05\x02host/{fqdn}@EXAMPLE.ORG").into_bytes());
+    let before = count_needles(&fixture.image, &needles);
+    assert!(
+        before.iter().all(|&n| n > 0),
+        "{name}: the source lacks some secret: {before:?}"
+    );
+    let image = fixture.standalone_copy(dir.path(), "template");
+    let options = Options {
+        operations: sysprep::select(&[Words::Operations("defaults".to_owned())]).unwrap(),
+        ..Options::default()
+    };
+    let ran = sysprep(&image, &options, BackendChoice::Auto);
+    assert_eq!(ran.backend, backend, "{name}: {}", ran.reason);
+    assert!(ran.scrubbed_bytes > 0, "{name}: nothing scrubbed");
+    let after = count_needles(&image, &needles);
+    assert_eq!(
+        after,
+        vec![0; needles.len()],
+        "{name}: removed secrets still in the image (counts of rsa, ecdsa, ed25519 key, keytab)"
+    );
+    common::assert_qemu_check_clean(&image);
+}
+
+#[test]
+fn debian_fixture_secrets_are_gone() {
+    fixture_secrets_are_gone("debian", "native");
+}
+
+#[test]
+fn ubuntu_fixture_secrets_are_gone() {
+    fixture_secrets_are_gone("ubuntu", "native");
+}
+
+#[test]
+fn rocky9_xfs_fixture_secrets_are_gone() {
+    fixture_secrets_are_gone("rocky9", "libguestfs");
+}
