@@ -189,6 +189,16 @@ fn run_libguestfs(
     let work_start = Instant::now();
     let reports = sysprep::run(&mut session, options, reporter)?;
     let sysprep_seconds = work_start.elapsed().as_secs_f64();
+    if !options.dry_run && !session.unscrubbed().is_empty() {
+        let paths = session.unscrubbed();
+        reporter.warn(&format!(
+            "{} removed, truncated or replaced paths are on a copy-on-write filesystem \
+             (btrfs) and were not scrubbed: their old content may stay readable in the \
+             image's free space (first: {})",
+            paths.len(),
+            paths[0]
+        ));
+    }
     let mut run = BackendRun {
         reports,
         backend: "libguestfs",

@@ -54,7 +54,9 @@ impl GuestFs for Session {
     }
 
     fn mount_os(&mut self, os: &OsInfo) -> Result<Vec<SkippedMount>> {
-        inspect::mount(&self.handle, os)
+        let skipped = inspect::mount(&self.handle, os)?;
+        self.note_copy_on_write(os, &skipped);
+        Ok(skipped)
     }
 
     fn unmount_all(&mut self) -> Result<()> {

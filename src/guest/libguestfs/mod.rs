@@ -55,6 +55,10 @@ pub struct Session {
     /// (see [`scrub`]), and how many bytes were.
     scrub: bool,
     scrubbed: u64,
+    /// Mounted filesystems: mountpoint and whether it is copy-on-write (btrfs), where
+    /// overwriting in place is impossible; and the paths left unscrubbed there.
+    mount_kinds: Vec<(String, bool)>,
+    unscrubbed: Vec<String>,
 }
 
 impl Session {
@@ -89,6 +93,8 @@ impl Session {
             filesystems: None,
             scrub: true,
             scrubbed: 0,
+            mount_kinds: Vec::new(),
+            unscrubbed: Vec::new(),
         })
     }
 
