@@ -44,6 +44,20 @@ impl DiskWrites {
         self.zeros.iter().map(|(_, len)| len).sum()
     }
 
+    /// Everything as data writes, the runs of zeros as zero-filled buffers, sorted: for
+    /// consumers that take only data (the streaming plan, today). Allocates
+    /// [`DiskWrites::zero_bytes`] bytes.
+    pub fn into_data_writes(self) -> Vec<(u64, Vec<u8>)> {
+        let mut all = self.data;
+        all.extend(
+            self.zeros
+                .into_iter()
+                .map(|(at, len)| (at, vec![0; len as usize])),
+        );
+        all.sort_unstable_by_key(|(at, _)| *at);
+        all
+    }
+
     /// Adds `other`'s writes (the caller keeps the two disjoint).
     pub fn extend(&mut self, other: DiskWrites) {
         self.data.extend(other.data);
