@@ -160,6 +160,7 @@ fn edit_natively(image: &Path) {
     let writes = guest.pending_writes().unwrap();
     assert!(
         writes
+            .data
             .iter()
             .any(|(at, _)| *at >= second && *at < second + len),
         "no write in {runs:?}"

@@ -18,18 +18,19 @@ mod common;
 mod sysprep_support;
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::dirty_journal::{journal_back, make_orphan};
 use imgferry::guest::native::NativeGuest;
-use imgferry::guest::{FileKind, GuestFs, GuestFsExt};
+use imgferry::guest::GuestFs;
 use imgferry::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
 use imgferry::report::SilentReporter;
 use imgferry::sysprep::{self, Hostname, Options, UserAccounts, Words};
 use sha2::{Digest, Sha256};
-use sysprep_support::{differences, fixture, listing, sha256_file, FailingGuest, Listing};
+use sysprep_support::{
+    differences, extract_tree, fixture, listing, sha256_file, FailingGuest, Listing,
+};
 
 const NEW_HOSTNAME: &str = "clone-02.example.net";
 /// Everything but the operations whose result is random.
@@ -201,39 +202,6 @@ fn native_equals_libguestfs(name: &'static str, dir: &Path) -> (BackendRun, List
 fn ubuntu_gpt_with_an_esp_native_equals_libguestfs() {
     let dir = common::tempdir();
     native_equals_libguestfs("ubuntu", dir.path());
-}
-
-/// Writes the guest tree of `image` (its single OS) below `root` on the host: files,
-/// directories and symlinks with their modes.
-fn extract_tree(image: &Path, root: &Path) {
-    let mut guest = NativeGuest::open_file(image).expect("open natively");
-    let os = guest.inspect().expect("inspect").remove(0);
-    guest.mount_os(&os).expect("mount");
-    let top = guest.resolve("/", imgferry::guest::Follow::Final).unwrap();
-    let mut directories = Vec::new();
-    for (path, meta) in guest.walk(&top).expect("walk") {
-        let host = root.join(path.as_str().trim_start_matches('/'));
-        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
-        match meta.kind {
-            FileKind::Directory => {
-                std::fs::create_dir_all(&host).unwrap();
-                directories.push((host, meta.mode));
-            }
-            FileKind::File => {
-                let data = guest.read(&path, 1 << 30).expect("read");
-                std::fs::write(&host, data).unwrap();
-                std::fs::set_permissions(&host, PermissionsExt::from_mode(meta.mode)).unwrap();
-            }
-            FileKind::Symlink => {
-                let target = guest.read_link(&path).expect("readlink");
-                std::os::unix::fs::symlink(target, &host).unwrap();
-            }
-            FileKind::Other => panic!("{path}: special files are not extracted"),
-        }
-    }
-    for (host, mode) in directories.into_iter().rev() {
-        std::fs::set_permissions(&host, PermissionsExt::from_mode(mode)).unwrap();
-    }
 }
 
 /// A whole-disk filesystem image made by `mke2fs -d tree` with `options`.

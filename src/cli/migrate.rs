@@ -27,7 +27,7 @@ use crate::pipeline::{
     self, DiskFormat, OutputChoice, PropertyEdits, Request, Source, Stage, Target,
 };
 use crate::report::Reporter;
-use crate::sysprep::{self, Hostname, MachineIdMode, Words, OPERATIONS};
+use crate::sysprep::{self, Hostname, MachineIdMode, Scrub, Words, OPERATIONS};
 
 /// What `migrate` runs when no selection is given: what moving a VM needs.
 pub const MIGRATE_OPERATIONS: &str = "udev-persistent-net,net-hwaddr,kerberos-hostkeytab";
@@ -97,8 +97,15 @@ pub struct MigrateArgs {
     pub backend: BackendArg,
     /// Do not touch the guest at all.
     #[arg(long, conflicts_with_all = ["operations", "enable", "delete", "truncate", "hostname",
-        "remove_user_accounts", "keep_user_accounts"])]
+        "remove_user_accounts", "keep_user_accounts", "no_scrub", "write"])]
     pub no_sysprep: bool,
+    /// Write CONTENT to guest file FILE, as `imgferry sysprep --write` (repeatable).
+    #[arg(long, value_name = "FILE:CONTENT")]
+    pub write: Vec<String>,
+    /// Leave the old content of files sysprep removes, truncates or replaces in the
+    /// freed blocks, as `imgferry sysprep --no-scrub`.
+    #[arg(long)]
+    pub no_scrub: bool,
     /// qcow2 compat of the result: 0.10 (v2, for old guests) or 1.1 (v3).
     #[arg(long, value_name = "0.10|1.1", value_parser = parse_compat)]
     pub compat: Option<Compat>,
@@ -441,6 +448,7 @@ fn sysprep_options(
         (args.hostname.is_some(), "+hostname"),
         (!args.delete.is_empty(), "+delete"),
         (!args.truncate.is_empty(), "+truncate"),
+        (!args.write.is_empty(), "+write"),
     ] {
         if given {
             description.push_str(word);
@@ -455,6 +463,9 @@ fn sysprep_options(
     if !user_accounts.remove.is_empty() || !user_accounts.keep.is_empty() {
         description.push_str("+user-accounts");
     }
+    if args.no_scrub {
+        description.push_str("+no-scrub");
+    }
     let options = sysprep::Options {
         operations,
         machine_id: match args.machine_id {
@@ -465,8 +476,14 @@ fn sysprep_options(
         delete: args.delete.clone(),
         truncate: args.truncate.clone(),
         hostname,
+        write: super::sysprep::writes(&args.write)?,
         user_accounts,
         dry_run: false,
+        scrub: if args.no_scrub {
+            Scrub::Keep
+        } else {
+            Scrub::Zero
+        },
     };
     Ok((Some(options), description))
 }

@@ -12,7 +12,9 @@ use serde_json::json;
 use super::{Failure, Output};
 use crate::exit::ExitCode;
 use crate::pipeline::backend::{run_on_image, BackendChoice, BackendRun};
-use crate::sysprep::{self, Hostname, MachineIdMode, Options, UserAccounts, Words, OPERATIONS};
+use crate::sysprep::{
+    self, Hostname, MachineIdMode, Options, Scrub, UserAccounts, Words, OPERATIONS,
+};
 
 /// Arguments of `imgferry sysprep`.
 #[derive(Debug, clap::Args)]
@@ -37,6 +39,10 @@ pub struct SysprepArgs {
     /// Set the hostname (/etc/hostname and the distro's other places). Always applied.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// Write CONTENT (as given, no newline added) to guest file FILE, creating or
+    /// replacing it, as virt-customize does (repeatable, applied last, in order).
+    #[arg(long, value_name = "FILE:CONTENT")]
+    pub write: Vec<String>,
     /// user-account: remove only these users (comma-separated, repeatable).
     #[arg(long, value_name = "USERS")]
     pub remove_user_accounts: Vec<String>,
@@ -50,6 +56,11 @@ pub struct SysprepArgs {
     /// Print the exact plan and change nothing (the image stays byte-identical).
     #[arg(long)]
     pub dry_run: bool,
+    /// Leave the old content of removed, truncated or replaced files in the freed
+    /// blocks (faster; anyone holding the image can read it). By default it is
+    /// overwritten with zeros, and natively the ext4 journal's log too.
+    #[arg(long)]
+    pub no_scrub: bool,
     /// Guest backend: native (no appliance, ext2/3/4 guests), libguestfs, or auto
     /// (native when it handles the guest, libguestfs otherwise).
     #[arg(long, value_enum, default_value = "auto")]
@@ -119,8 +130,14 @@ fn options(args: &SysprepArgs) -> Result<Options, Failure> {
         delete: args.delete.clone(),
         truncate: args.truncate.clone(),
         hostname,
+        write: writes(&args.write)?,
         user_accounts,
         dry_run: args.dry_run,
+        scrub: if args.no_scrub {
+            Scrub::Keep
+        } else {
+            Scrub::Zero
+        },
     })
 }
 
@@ -144,6 +161,14 @@ pub(super) fn user_accounts(
         .with_code(ExitCode::Usage));
     }
     Ok(user_accounts)
+}
+
+/// The `--write FILE:CONTENT` values (shared with `migrate`).
+pub(super) fn writes(values: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    Ok(values
+        .iter()
+        .map(|v| sysprep::custom::parse_write(v))
+        .collect::<Result<_, _>>()?)
 }
 
 /// The user names of a repeatable comma-separated flag; an empty name is an error.
@@ -179,6 +204,8 @@ fn execute(
         "inspect_seconds": timings.inspect_seconds,
         "sysprep_seconds": timings.sysprep_seconds,
         "commit_seconds": timings.commit_seconds,
+        "scrubbed_bytes": run.scrubbed_bytes,
+        "scrubbed_journal_bytes": run.scrubbed_journal_bytes,
         "total_seconds": start.elapsed().as_secs_f64(),
         "roots": run.reports.iter().map(|r| json!({
             "root": r.os.root,

@@ -19,7 +19,7 @@ use crate::guest::libguestfs::{Access, Session};
 use crate::guest::native::{commit, NativeGuest};
 use crate::guest::GuestFs;
 use crate::report::{Event, Progress, Reporter};
-use crate::sysprep::{self, Options, Result, RootReport};
+use crate::sysprep::{self, Options, Result, RootReport, Scrub};
 
 /// `--backend`: which guest backend to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,6 +56,10 @@ pub struct BackendRun {
     pub accelerator: String,
     /// Whether changes were written into the image.
     pub committed: bool,
+    /// Bytes of removed, truncated or replaced file content overwritten with zeros.
+    pub scrubbed_bytes: u64,
+    /// Bytes of ext4 journal log zeroed (native backend only; see `sysprep::Scrub`).
+    pub scrubbed_journal_bytes: u64,
     pub timings: Timings,
 }
 
@@ -110,6 +114,7 @@ fn run_native(image: &Path, options: &Options, reporter: &dyn Reporter) -> Resul
     }
     let mut guest = NativeGuest::open_file(image)?;
     guest.require_whole_guest();
+    guest.set_scrub(options.scrub == Scrub::Zero);
     guest.inspect()?;
     let inspect_seconds = inspect_start.elapsed().as_secs_f64();
     report_recoveries(&guest, reporter);
@@ -124,12 +129,17 @@ fn run_native(image: &Path, options: &Options, reporter: &dyn Reporter) -> Resul
             .to_owned(),
         accelerator: "none".to_owned(),
         committed: false,
+        scrubbed_bytes: 0,
+        scrubbed_journal_bytes: 0,
         timings: Timings {
             inspect_seconds,
             sysprep_seconds,
             ..Timings::default()
         },
     };
+    if !options.dry_run {
+        (run.scrubbed_bytes, run.scrubbed_journal_bytes) = guest.scrubbed_bytes();
+    }
     if !options.dry_run && run.changes() > 0 {
         guest.commit()?;
         run.committed = true;
@@ -170,6 +180,7 @@ fn run_libguestfs(
         Access::ReadWrite
     };
     let mut session = Session::open(image, access)?;
+    session.set_scrub(options.scrub == Scrub::Zero);
     let launch_seconds = session.launch_time().as_secs_f64();
     // Inspection is cached by the session: timed here, reused by the run.
     let inspect_start = Instant::now();
@@ -178,12 +189,24 @@ fn run_libguestfs(
     let work_start = Instant::now();
     let reports = sysprep::run(&mut session, options, reporter)?;
     let sysprep_seconds = work_start.elapsed().as_secs_f64();
+    if !options.dry_run && !session.unscrubbed().is_empty() {
+        let paths = session.unscrubbed();
+        reporter.warn(&format!(
+            "{} removed, truncated or replaced paths are on a copy-on-write filesystem \
+             (btrfs) and were not scrubbed: their old content may stay readable in the \
+             image's free space (first: {})",
+            paths.len(),
+            paths[0]
+        ));
+    }
     let mut run = BackendRun {
         reports,
         backend: "libguestfs",
         reason: reason.to_owned(),
         accelerator: session.accelerator().to_string(),
         committed: false,
+        scrubbed_bytes: session.scrubbed_bytes(),
+        scrubbed_journal_bytes: 0,
         timings: Timings {
             launch_seconds,
             inspect_seconds,

@@ -1,9 +1,9 @@
 //! What always applies, whatever the operation selection says: `--delete GLOB`,
-//! `--truncate PATH` and `--hostname NAME`.
+//! `--truncate PATH`, `--hostname NAME` and virt-customize's `--write FILE:CONTENT`.
 //!
 //! (virt-sysprep ties these to its `customize` operation, so `--enable` silently drops
 //! them: the CERN procedure kept /etc/krb5.keytab. Here they cannot be dropped.) Owns:
-//! those three and the hostname places per distro. Must not: run programs in the guest.
+//! those four and the hostname places per distro. Must not: run programs in the guest.
 
 use super::edit::{assigns, edit_lines, LineAction};
 use super::plan::Planner;
@@ -88,7 +88,39 @@ pub fn plan(planner: &mut Planner) -> Result<()> {
         planner.set_operation("hostname");
         set_hostname(planner, name)?;
     }
+    planner.set_operation("write");
+    for (path, content) in &options.write {
+        match planner.stat(path)? {
+            Some((resolved, meta)) if meta.kind == FileKind::File => {
+                planner.overwrite(&resolved, true, content.as_bytes());
+            }
+            Some((resolved, meta)) => {
+                return Err(GuestError::NotARegularFile {
+                    path: resolved.to_string(),
+                    kind: meta.kind.name(),
+                }
+                .into())
+            }
+            None => {
+                let resolved = planner.resolve_new(path)?;
+                planner.overwrite(&resolved, false, content.as_bytes());
+            }
+        }
+    }
     Ok(())
+}
+
+/// Parses virt-customize's `--write FILE:CONTENT` (split at the first `:`; FILE must
+/// be absolute). The content is taken as given, without a newline added.
+pub fn parse_write(value: &str) -> Result<(String, String)> {
+    match value.split_once(':') {
+        Some((path, content)) if path.starts_with('/') && path.len() > 1 => {
+            Ok((path.to_owned(), content.to_owned()))
+        }
+        _ => Err(SysprepError::InvalidWrite {
+            value: value.split(':').next().unwrap_or_default().to_owned(),
+        }),
+    }
 }
 
 /// `/etc/hostname`, SUSE's `/etc/HOSTNAME`, RHEL ≤ 6's `/etc/sysconfig/network`,

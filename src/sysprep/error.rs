@@ -1,4 +1,4 @@
-//! [`SysprepError`]: a bad operation selection or hostname, or a guest error.
+//! [`SysprepError`]: a bad operation selection, hostname or `--write`, or a guest error.
 //!
 //! Must not: hold backend types (guest errors are already backend-neutral).
 
@@ -23,6 +23,10 @@ pub enum SysprepError {
     /// `--hostname` got something that is not a hostname.
     #[error("invalid hostname {name:?}: {reason}")]
     InvalidHostname { name: String, reason: &'static str },
+    /// `--write` without `FILE:` or with a relative FILE (the content is not repeated:
+    /// it may be a secret).
+    #[error("--write {value:?}...: expected FILE:CONTENT with an absolute FILE")]
+    InvalidWrite { value: String },
 }
 
 impl SysprepError {
@@ -32,7 +36,8 @@ impl SysprepError {
             Self::Guest(error) => error.exit_code(),
             Self::UnknownOperation { .. }
             | Self::NotImplemented { .. }
-            | Self::InvalidHostname { .. } => ExitCode::Usage,
+            | Self::InvalidHostname { .. }
+            | Self::InvalidWrite { .. } => ExitCode::Usage,
         }
     }
 
@@ -49,7 +54,7 @@ impl SysprepError {
             Self::UnknownOperation { .. } | Self::NotImplemented { .. } => {
                 Some("imgferry sysprep --list-operations shows every operation".to_owned())
             }
-            Self::InvalidHostname { .. } => None,
+            Self::InvalidHostname { .. } | Self::InvalidWrite { .. } => None,
         }
     }
 }

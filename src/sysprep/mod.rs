@@ -42,6 +42,19 @@ pub enum MachineIdMode {
     Remove,
 }
 
+/// What happens to the old content of files the operations remove, truncate or
+/// replace (the backends do it: see `guest::native::ext4::edit::scrub` and
+/// `guest::libguestfs::scrub`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scrub {
+    /// Overwritten with zeros before its blocks are freed, so no removed secret stays
+    /// readable in the image's free space.
+    #[default]
+    Zero,
+    /// Left in the freed blocks, readable by anyone holding the image (`--no-scrub`).
+    Keep,
+}
+
 /// Everything a run needs to know.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -54,10 +67,14 @@ pub struct Options {
     pub truncate: Vec<String>,
     /// `--hostname` (always applied).
     pub hostname: Option<Hostname>,
+    /// `--write FILE:CONTENT`, in order (always applied, after the rest).
+    pub write: Vec<(String, String)>,
     /// `--remove-user-accounts` / `--keep-user-accounts` (for user-account).
     pub user_accounts: UserAccounts,
     /// Plan and report only; change nothing.
     pub dry_run: bool,
+    /// Whether removed content is zeroed.
+    pub scrub: Scrub,
 }
 
 /// What happened to one OS root.

@@ -247,6 +247,22 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// Replaces the whole content of `path` with `new`, creating it unless `existed`,
+    /// without reporting lines: what `--write` puts there may be a secret.
+    pub fn overwrite(&mut self, path: &Resolved, existed: bool, new: &[u8]) {
+        let action = if existed {
+            Action::Edit
+        } else {
+            Action::Create
+        };
+        let change = self.change(path, action, FileKind::File);
+        self.written.insert(path.clone(), new.to_vec());
+        self.steps.push(Step {
+            call: Call::Write(path.clone(), new.to_vec()),
+            changes: vec![change],
+        });
+    }
+
     /// Replaces the whole content of `path` (`old` is `None` when it does not exist
     /// yet); nothing when the content is already `new`.
     pub fn replace(&mut self, path: &Resolved, old: Option<&[u8]>, new: &[u8]) {

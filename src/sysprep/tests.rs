@@ -168,6 +168,49 @@ fn hostname_and_truncate() {
 }
 
 #[test]
+fn write_creates_or_replaces_after_the_operations_without_reporting_content() {
+    let mut guest = centos();
+    let mut opts = options(&[Words::Enable("kerberos-hostkeytab".to_owned())]);
+    opts.write = vec![
+        custom::parse_write("/etc/motd:secret: token\n").unwrap(),
+        custom::parse_write("/etc/krb5.keytab:new").unwrap(),
+        custom::parse_write("/etc/hostname:").unwrap(),
+    ];
+    let reports = run(&mut guest, &opts, &SilentReporter).unwrap();
+    let changes: Vec<String> = reports[0]
+        .changes
+        .iter()
+        .map(|c| format!("{} {} {}", c.operation, c.action.name(), c.path))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "kerberos-hostkeytab remove /etc/krb5.keytab",
+            "write create /etc/motd",
+            "write create /etc/krb5.keytab",
+            "write edit /etc/hostname",
+        ]
+    );
+    assert!(reports[0]
+        .changes
+        .iter()
+        .all(|c| c.added_lines.is_empty() && c.removed_lines.is_empty()));
+    assert_eq!(guest.content("/etc/motd").unwrap(), "secret: token\n");
+    assert_eq!(guest.content("/etc/krb5.keytab").unwrap(), "new");
+    assert_eq!(guest.content("/etc/hostname").unwrap(), "");
+
+    for bad in ["etc/motd:x", "no-colon", ":x", "/:x"] {
+        let err = custom::parse_write(bad).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::ExitCode::Usage, "{bad}");
+        assert!(!err.to_string().contains(":x"), "{err}");
+    }
+    let mut opts = options(&[]);
+    opts.write = vec![custom::parse_write("/etc/ssh:x").unwrap()];
+    let err = run(&mut guest, &opts, &SilentReporter).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
+#[test]
 fn truncating_a_directory_fails_before_any_change() {
     let mut guest = centos();
     let mut opts = options(&[]);

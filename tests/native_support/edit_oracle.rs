@@ -129,7 +129,7 @@ pub fn edit_natively(image: &Path, edit: impl FnOnce(&mut Ext4)) -> usize {
     drop(fs);
     drop(disk);
     commit::apply(image, &writes).unwrap();
-    writes.len()
+    writes.data.len() + writes.zeros.len()
 }
 
 /// path → (mode, size, sha256 of content or link target) of every file of `image`.

@@ -8,11 +8,13 @@
 #![allow(dead_code)] // each sysprep test crate uses a different subset
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use imgferry::guest::libguestfs::{Access, Session};
+use imgferry::guest::native::NativeGuest;
 use imgferry::guest::{
     BlockId, FileKind, GuestError, GuestFs, GuestFsExt, Metadata, OsInfo, Resolved,
     Result as GuestResult, SkippedMount,
@@ -215,6 +217,39 @@ pub fn listing_and_ids_of(image: &Path) -> (Listing, Vec<BlockId>) {
     assert_eq!(roots.len(), 1, "{}: one OS root expected", image.display());
     session.mount_os(&roots.remove(0)).expect("mount");
     (listing(&mut session), ids)
+}
+
+/// Writes the guest tree of `image` (its single OS) below `root` on the host: files,
+/// directories and symlinks with their modes.
+pub fn extract_tree(image: &Path, root: &Path) {
+    let mut guest = NativeGuest::open_file(image).expect("open natively");
+    let os = guest.inspect().expect("inspect").remove(0);
+    guest.mount_os(&os).expect("mount");
+    let top = guest.resolve("/", imgferry::guest::Follow::Final).unwrap();
+    let mut directories = Vec::new();
+    for (path, meta) in guest.walk(&top).expect("walk") {
+        let host = root.join(path.as_str().trim_start_matches('/'));
+        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+        match meta.kind {
+            FileKind::Directory => {
+                std::fs::create_dir_all(&host).unwrap();
+                directories.push((host, meta.mode));
+            }
+            FileKind::File => {
+                let data = guest.read(&path, 1 << 30).expect("read");
+                std::fs::write(&host, data).unwrap();
+                std::fs::set_permissions(&host, PermissionsExt::from_mode(meta.mode)).unwrap();
+            }
+            FileKind::Symlink => {
+                let target = guest.read_link(&path).expect("readlink");
+                std::os::unix::fs::symlink(target, &host).unwrap();
+            }
+            FileKind::Other => panic!("{path}: special files are not extracted"),
+        }
+    }
+    for (host, mode) in directories.into_iter().rev() {
+        std::fs::set_permissions(&host, PermissionsExt::from_mode(mode)).unwrap();
+    }
 }
 
 /// Paths whose entry differs between two listings (present in one only, or changed).

@@ -6,7 +6,9 @@
 //! virtual disk and no two may overlap ([`PatchError`] otherwise); a qcow2 image must
 //! pass the consistency check and use only features this module handles (see
 //! [`qcow2`]), and the whole allocation plan is computed and bounded first. Zero-length
-//! writes are ignored. The image is locked exclusively while it is written, as QEMU does.
+//! writes are ignored. Runs of zeros ([`ZeroRun`], what scrubbing freed blocks amounts
+//! to) are written like data but held as lengths, not buffers, so zeroing gigabytes
+//! costs no memory. The image is locked exclusively while it is written, as QEMU does.
 //!
 //! Raw images are written with positioned writes and one `fsync`. qcow2 images are
 //! written in qcow2's own order (guest data, then refcounts, then the L2/L1 pointers,
@@ -33,6 +35,9 @@ use super::{DiskError, LocalFile, ReadAt, Result};
 
 /// One write: the guest byte offset and the bytes to put there.
 pub type GuestWrite = (u64, Vec<u8>);
+
+/// A run of guest bytes to set to zero: the guest byte offset and the length.
+pub type ZeroRun = (u64, u64);
 
 /// How to apply a patch.
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,19 +82,34 @@ pub fn apply(path: &Path, writes: &[GuestWrite]) -> Result<PatchReport> {
     apply_with(path, writes, &PatchOptions::default())
 }
 
+/// Applies `writes` and sets the runs `zeros` to zero, in one batch (no two may
+/// overlap), with default options.
+pub fn apply_zeroing(path: &Path, writes: &[GuestWrite], zeros: &[ZeroRun]) -> Result<PatchReport> {
+    apply_batch(path, writes, zeros, &PatchOptions::default())
+}
+
 /// Applies `writes` to the image at `path` (raw or qcow2, judged by content).
 pub fn apply_with(
     path: &Path,
     writes: &[GuestWrite],
     options: &PatchOptions,
 ) -> Result<PatchReport> {
+    apply_batch(path, writes, &[], options)
+}
+
+fn apply_batch(
+    path: &Path,
+    writes: &[GuestWrite],
+    zeros: &[ZeroRun],
+    options: &PatchOptions,
+) -> Result<PatchReport> {
     let source = LocalFile::open(path).map_err(|e| DiskError::io("open", path, e))?;
     match detect(&source).map_err(|e| DiskError::io("read", path, e))? {
         Format::Raw => {
-            let writes = GuestWrites::new(writes, source.size(), path)?;
+            let writes = GuestWrites::new(writes, zeros, source.size(), path)?;
             raw::apply(path, &writes, options)
         }
-        Format::Qcow2 => qcow2::apply(path, source, writes, options),
+        Format::Qcow2 => qcow2::apply(path, source, writes, zeros, options),
         Format::Unsupported(other) => Err(unsupported_format(path, other.name())),
     }
 }

@@ -1,13 +1,16 @@
 //! [`GuestWrites`]: a validated batch of writes, sorted, and cut into per-cluster pieces.
 //!
 //! Owns the rules a batch must follow (inside the virtual disk, no overlaps; empty
-//! writes are dropped) and the arithmetic that splits writes at cluster boundaries and
+//! writes are dropped; runs of zeros become pieces of one static zero buffer) and the arithmetic that splits writes at cluster boundaries and
 //! lays them over a buffer. It never reads or writes a file.
 
 use std::path::Path;
 
-use super::{GuestWrite, PatchError};
+use super::{GuestWrite, PatchError, ZeroRun};
 use crate::disk::Result;
+
+/// What runs of zeros are cut into: writes borrow this buffer instead of owning one.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// A batch of non-empty, non-overlapping writes inside a disk, sorted by offset.
 #[derive(Debug)]
@@ -32,24 +35,44 @@ pub struct ClusterPatch<'a> {
 }
 
 impl<'a> GuestWrites<'a> {
-    /// Validates `writes` against a disk of `size` bytes (`path` names it in errors).
-    pub fn new(writes: &'a [GuestWrite], size: u64, path: &Path) -> Result<Self> {
-        Self::validate(writes, size).map_err(|e| e.into_disk(path))
+    /// Validates `writes` and the runs of `zeros` against a disk of `size` bytes
+    /// (`path` names it in errors).
+    pub fn new(
+        writes: &'a [GuestWrite],
+        zeros: &[ZeroRun],
+        size: u64,
+        path: &Path,
+    ) -> Result<Self> {
+        Self::validate(writes, zeros, size).map_err(|e| e.into_disk(path))
     }
 
-    fn validate(writes: &'a [GuestWrite], size: u64) -> std::result::Result<Self, PatchError> {
+    fn validate(
+        writes: &'a [GuestWrite],
+        zeros: &[ZeroRun],
+        size: u64,
+    ) -> std::result::Result<Self, PatchError> {
+        let inside = |offset: u64, len: u64| {
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(PatchError::OutOfRange { offset, len, size });
+            }
+            Ok(())
+        };
         let mut sorted = Vec::with_capacity(writes.len());
         for (offset, data) in writes {
             let len = data.len() as u64;
-            if offset.checked_add(len).is_none_or(|end| end > size) {
-                return Err(PatchError::OutOfRange {
-                    offset: *offset,
-                    len,
-                    size,
-                });
-            }
+            inside(*offset, len)?;
             if len > 0 {
                 sorted.push((*offset, data.as_slice()));
+            }
+        }
+        for &(offset, len) in zeros {
+            inside(offset, len)?;
+            let mut at = offset;
+            // Inside the disk (checked above), so no overflow.
+            while at < offset + len {
+                let take = (offset + len - at).min(ZEROS.len() as u64);
+                sorted.push((at, &ZEROS[..take as usize]));
+                at += take;
             }
         }
         sorted.sort_unstable_by_key(|(offset, _)| *offset);
@@ -162,7 +185,7 @@ mod tests {
     fn writes_outside_the_disk_or_overlapping_are_rejected() {
         let past = writes(&[(90, 11)]);
         assert_eq!(
-            GuestWrites::validate(&past, 100).unwrap_err(),
+            GuestWrites::validate(&past, &[], 100).unwrap_err(),
             PatchError::OutOfRange {
                 offset: 90,
                 len: 11,
@@ -170,10 +193,10 @@ mod tests {
             }
         );
         let wrap = vec![(u64::MAX, vec![1u8])];
-        assert!(GuestWrites::validate(&wrap, 100).is_err());
+        assert!(GuestWrites::validate(&wrap, &[], 100).is_err());
         let overlap = writes(&[(50, 10), (10, 41)]);
         assert_eq!(
-            GuestWrites::validate(&overlap, 100).unwrap_err(),
+            GuestWrites::validate(&overlap, &[], 100).unwrap_err(),
             PatchError::Overlap {
                 first: 10,
                 first_len: 41,
@@ -181,7 +204,7 @@ mod tests {
             }
         );
         let adjacent = writes(&[(50, 10), (10, 40), (0, 0), (100, 0)]);
-        let ok = GuestWrites::validate(&adjacent, 100).unwrap();
+        let ok = GuestWrites::validate(&adjacent, &[], 100).unwrap();
         assert_eq!(ok.sorted().len(), 2, "empty writes are dropped");
         assert_eq!(ok.total_bytes(), 50);
     }
@@ -189,10 +212,10 @@ mod tests {
     #[test]
     fn writes_are_cut_at_cluster_boundaries() {
         let list = writes(&[(1000, 100), (500, 600)]);
-        let err = GuestWrites::validate(&list, 4096).unwrap_err();
+        let err = GuestWrites::validate(&list, &[], 4096).unwrap_err();
         assert!(matches!(err, PatchError::Overlap { .. }));
         let list = writes(&[(1100, 2000), (500, 600)]);
-        let ok = GuestWrites::validate(&list, 4096).unwrap();
+        let ok = GuestWrites::validate(&list, &[], 4096).unwrap();
         let patches = ok.by_cluster(10);
         let shape: Vec<(u64, Vec<(usize, usize)>)> = patches
             .iter()
@@ -219,9 +242,35 @@ mod tests {
     }
 
     #[test]
+    fn runs_of_zeros_are_pieces_of_the_zero_buffer() {
+        let list = writes(&[(10, 5)]);
+        let ok = GuestWrites::validate(&list, &[(100, 200_000), (0, 0)], 1 << 20).unwrap();
+        let shape: Vec<(u64, usize)> = ok.sorted().iter().map(|(at, d)| (*at, d.len())).collect();
+        assert_eq!(
+            shape,
+            [
+                (10, 5),
+                (100, 65536),
+                (65636, 65536),
+                (131_172, 65536),
+                (196_708, 3392)
+            ]
+        );
+        assert!(ok.sorted()[1..]
+            .iter()
+            .all(|(_, d)| d.iter().all(|&b| b == 0)));
+        assert_eq!(ok.total_bytes(), 200_005);
+        let err = GuestWrites::validate(&list, &[(0, 11)], 100).unwrap_err();
+        assert!(matches!(err, PatchError::Overlap { .. }), "{err:?}");
+        let err = GuestWrites::validate(&[], &[(90, 11)], 100).unwrap_err();
+        assert!(matches!(err, PatchError::OutOfRange { .. }), "{err:?}");
+        assert!(GuestWrites::validate(&[], &[(u64::MAX, 2)], 100).is_err());
+    }
+
+    #[test]
     fn pieces_are_laid_over_a_partial_buffer() {
         let list = vec![(4u64, vec![1u8, 2]), (10, vec![3])];
-        let ok = GuestWrites::validate(&list, 16).unwrap();
+        let ok = GuestWrites::validate(&list, &[], 16).unwrap();
         let patches = ok.by_cluster(2);
         assert_eq!((patches[0].cluster, patches[1].cluster), (1, 2));
         let mut buf = vec![0u8; 4];

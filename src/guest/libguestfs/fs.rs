@@ -1,7 +1,8 @@
 //! [`GuestFs`] for [`Session`]: each primitive is one libguestfs call on a path the
 //! guest-neutral code already resolved.
 //!
-//! Owns: the mapping from primitives to libguestfs calls. Must not: resolve paths or
+//! Owns: the mapping from primitives to libguestfs calls (what removes, truncates or
+//! replaces a file scrubs it first, see [`super::scrub`]). Must not: resolve paths or
 //! follow symlinks on its own (the daemon would follow them inside its chroot, but
 //! confinement must not depend on that).
 
@@ -53,7 +54,9 @@ impl GuestFs for Session {
     }
 
     fn mount_os(&mut self, os: &OsInfo) -> Result<Vec<SkippedMount>> {
-        inspect::mount(&self.handle, os)
+        let skipped = inspect::mount(&self.handle, os)?;
+        self.note_copy_on_write(os, &skipped);
+        Ok(skipped)
     }
 
     fn unmount_all(&mut self) -> Result<()> {
@@ -121,6 +124,7 @@ impl GuestFs for Session {
     }
 
     fn write(&mut self, path: &Resolved, content: &[u8]) -> Result<()> {
+        self.scrub_file(path.as_str())?;
         call(
             "write",
             path.as_str(),
@@ -129,6 +133,7 @@ impl GuestFs for Session {
     }
 
     fn truncate(&mut self, path: &Resolved) -> Result<()> {
+        self.scrub_file(path.as_str())?;
         call(
             "truncate",
             path.as_str(),
@@ -137,10 +142,12 @@ impl GuestFs for Session {
     }
 
     fn remove_file(&mut self, path: &Resolved) -> Result<()> {
+        self.scrub_file(path.as_str())?;
         call("rm", path.as_str(), self.handle.rm(path.as_str()))
     }
 
     fn remove_tree(&mut self, path: &Resolved) -> Result<()> {
+        self.scrub_tree(path.as_str())?;
         call("rm_rf", path.as_str(), self.handle.rm_rf(path.as_str()))
     }
 

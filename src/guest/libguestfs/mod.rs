@@ -3,7 +3,7 @@
 //!
 //! Owns: the libguestfs handle (through [`ffi`], the only place in imgferry that loads
 //! libguestfs, at run time), the accelerator choice ([`launch`]), the write overlay
-//! ([`overlay`]) and inspection ([`inspect`]). Must not: know about sysprep operations;
+//! ([`overlay`]), inspection ([`inspect`]) and scrubbing ([`scrub`]). Must not: know about sysprep operations;
 //! resolve guest paths itself (it receives [`Resolved`](super::Resolved) paths).
 //!
 //! All-or-nothing: the image is opened by qemu only as the read-only backing file of a
@@ -19,6 +19,7 @@ mod fscheck;
 mod inspect;
 pub mod launch;
 mod overlay;
+mod scrub;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,6 +51,14 @@ pub struct Session {
     /// `list_filesystems` probes every device (~2.5 s under TCG): asked once per session.
     /// Nothing we do changes the answer: new UUIDs keep device names and types.
     filesystems: Option<Vec<(String, String)>>,
+    /// Whether file content is zeroed before it is removed, truncated or replaced
+    /// (see [`scrub`]), and how many bytes were.
+    scrub: bool,
+    scrubbed: u64,
+    /// Mounted filesystems: mountpoint and whether it is copy-on-write (btrfs), where
+    /// overwriting in place is impossible; and the paths left unscrubbed there.
+    mount_kinds: Vec<(String, bool)>,
+    unscrubbed: Vec<String>,
 }
 
 impl Session {
@@ -82,6 +91,10 @@ impl Session {
             launch_time: launched.elapsed,
             inspected: None,
             filesystems: None,
+            scrub: true,
+            scrubbed: 0,
+            mount_kinds: Vec::new(),
+            unscrubbed: Vec::new(),
         })
     }
 

@@ -1,5 +1,5 @@
 //! The one seam through which the native backend's edits reach an image: a list of
-//! `(disk byte offset, bytes)` writes, applied in place by the disk layer's
+//! `(disk byte offset, bytes)` writes and runs of zeros ([`DiskWrites`]), applied in place by the disk layer's
 //! [`patch`](crate::disk::patch) (raw and qcow2, crash-safe) only after every operation
 //! and the self-check succeeded.
 //!
@@ -14,8 +14,7 @@ use crate::disk::patch::{self, PatchReport};
 use crate::disk::DiskError;
 use crate::guest::{GuestError, Result};
 
-/// One write: the guest byte offset and the bytes to put there.
-pub type DiskWrite = patch::GuestWrite;
+pub use super::overlay::DiskWrites;
 
 /// Checks, before any work, that the image at `image` can take the native backend's
 /// writes (see [`patch::preflight`]); returns the format's name.
@@ -23,10 +22,10 @@ pub fn preflight(image: &Path) -> Result<&'static str> {
     patch::preflight(image).map_err(|e| guest_error(image, e))
 }
 
-/// Applies `writes` to the image at `image`, which nothing else may hold open for
-/// writing.
-pub fn apply(image: &Path, writes: &[DiskWrite]) -> Result<PatchReport> {
-    patch::apply(image, writes).map_err(|e| guest_error(image, e))
+/// Applies `writes` (data and runs of zeros) to the image at `image`, which nothing
+/// else may hold open for writing.
+pub fn apply(image: &Path, writes: &DiskWrites) -> Result<PatchReport> {
+    patch::apply_zeroing(image, &writes.data, &writes.zeros).map_err(|e| guest_error(image, e))
 }
 
 fn guest_error(image: &Path, err: DiskError) -> GuestError {

@@ -11,11 +11,12 @@
 //! not: write to the image anywhere but in `commit`.
 
 use super::blockid::{ext_type, probe};
-use super::commit::{self, DiskWrite};
+use super::commit;
 use super::error::NativeError;
 use super::ext4::edit::uuid::parse_uuid;
 use super::ext4::Ext4;
 use super::guest::{backend_error, NativeGuest};
+use super::overlay::DiskWrites;
 use super::partition::{read_partition_table, PartitionType};
 use super::Volume;
 use crate::disk::patch::PatchReport;
@@ -77,9 +78,9 @@ impl NativeGuest {
 
     /// The writes the pending edits amount to, after every edited filesystem passed
     /// its self-check.
-    pub fn pending_writes(&self) -> Result<Vec<DiskWrite>> {
+    pub fn pending_writes(&self) -> Result<DiskWrites> {
         self.check_not_poisoned("commit", &self.image.display().to_string())?;
-        let mut writes = Vec::new();
+        let mut writes = DiskWrites::default();
         for found in &self.found.filesystems {
             if found.fs.overlay().is_empty() {
                 continue;
@@ -94,8 +95,28 @@ impl NativeGuest {
                     .map_err(check)?,
             );
         }
-        writes.extend(self.lvm_writes.iter().cloned());
+        writes.data.extend(self.lvm_writes.iter().cloned());
         Ok(writes)
+    }
+
+    /// Turns scrubbing (zeroing what edits free, see `ext4::edit::scrub`) on, the
+    /// default, or off, on every filesystem, for the edits that follow.
+    pub fn set_scrub(&mut self, enabled: bool) {
+        for found in &mut self.found.filesystems {
+            found.fs.set_scrub(enabled);
+        }
+    }
+
+    /// Bytes of freed data and of journal log zeroed so far, over every filesystem.
+    pub fn scrubbed_bytes(&self) -> (u64, u64) {
+        self.found
+            .filesystems
+            .iter()
+            .fold((0, 0), |(data, log), f| {
+                let done = f.fs.scrubbed();
+                let size = u64::from(f.fs.sb.block_size);
+                (data + done.blocks * size, log + done.journal_blocks * size)
+            })
     }
 
     /// Writes every pending edit into the image (see the module comment). The guest's

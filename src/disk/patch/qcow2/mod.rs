@@ -22,7 +22,7 @@ use self::alloc::{plan_refcounts, Allocator};
 use self::execute::{execute, read_old_content, Target};
 use self::plan::Context;
 use super::writes::GuestWrites;
-use super::{GuestWrite, PatchOptions, PatchReport};
+use super::{GuestWrite, PatchOptions, PatchReport, ZeroRun};
 use crate::disk::qcow2::amend::writes::ImageWriter;
 use crate::disk::qcow2::check::check_qcow2;
 use crate::disk::qcow2::header::{autoclear, incompatible};
@@ -30,11 +30,12 @@ use crate::disk::qcow2::refcount::{RefcountTable, StoredRefcounts};
 use crate::disk::qcow2::{Header, Qcow2Image};
 use crate::disk::{DiskError, LocalFile, ReadAt, Result};
 
-/// Applies `writes` to the qcow2 image at `path`, opened as `source`.
+/// Applies `writes` and `zeros` to the qcow2 image at `path`, opened as `source`.
 pub fn apply(
     path: &Path,
     source: LocalFile,
     writes: &[GuestWrite],
+    zeros: &[ZeroRun],
     options: &PatchOptions,
 ) -> Result<PatchReport> {
     // Locked before the header is read, so nothing changes between reading and writing.
@@ -42,7 +43,7 @@ pub fn apply(
     let source = Arc::new(source);
     let header = Header::read(source.as_ref(), path)?;
     refuse_unsupported(path, &header)?;
-    let writes = GuestWrites::new(writes, header.size, path)?;
+    let writes = GuestWrites::new(writes, zeros, header.size, path)?;
     let mut report = PatchReport {
         format: "qcow2",
         guest_bytes: writes.total_bytes(),

@@ -59,6 +59,7 @@ calls! {
     rm_rf(path) -> () = c_int, unit;
     set_uuid(device, uuid) -> () = c_int, unit;
     shutdown() -> () = c_int, unit;
+    sync() -> () = c_int, unit;
     truncate(path) -> () = c_int, unit;
     umount_all() -> () = c_int, unit;
     vfs_label(mountable) -> String = *mut c_char, string;
@@ -412,6 +413,29 @@ impl Handle {
                 content.len(),
             )
         })
+    }
+
+    /// `guestfs_pwrite`: writes `content` into `path` at `offset` without truncating
+    /// it; returns how many bytes were written (possibly fewer).
+    pub fn pwrite(&self, path: &str, content: &[u8], offset: i64) -> Result<usize, Error> {
+        // SAFETY: signature from guestfs.h.
+        let function = unsafe {
+            symbol::<unsafe extern "C" fn(G, *const c_char, *const c_char, usize, i64) -> c_int>(
+                "guestfs_pwrite",
+            )?
+        };
+        let path = c_string(path)?;
+        // SAFETY: a live handle; `content` is read for its length only.
+        let written = self.int(unsafe {
+            function(
+                self.g,
+                path.as_ptr(),
+                content.as_ptr().cast(),
+                content.len(),
+                offset,
+            )
+        })?;
+        Ok(usize::try_from(written).unwrap_or(0))
     }
 
     /// `guestfs_version`.

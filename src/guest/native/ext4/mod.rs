@@ -45,6 +45,8 @@ pub struct Ext4 {
     groups: Vec<GroupDesc>,
     /// What the edits touched (empty until the first edit).
     log: edit::EditLog,
+    /// Whether freed data is zeroed, and how much was.
+    scrub: edit::scrub::Scrub,
 }
 
 impl Ext4 {
@@ -58,6 +60,7 @@ impl Ext4 {
             sb,
             groups,
             log: edit::EditLog::default(),
+            scrub: edit::scrub::Scrub::default(),
         })
     }
 

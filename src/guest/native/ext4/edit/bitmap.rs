@@ -137,7 +137,7 @@ impl Ext4 {
             self.add_superblock_free(i64::from(freed), 0)?;
             at = stop;
         }
-        Ok(())
+        self.scrub_freed(start, len)
     }
 
     /// Allocates `count` blocks in at most `max_runs` runs, preferring one run in

@@ -9,7 +9,7 @@
 //! [`dirent`] (removing and inserting directory entries), [`htree`] (the hash that
 //! picks an indexed directory's leaf), [`content`] (mapping new content to blocks),
 //! [`ops`] (the path-level operations), [`orphan`] (releasing the orphan list),
-//! [`check`] (the self-check before commit), [`uuid`]. Features this code does not maintain (quotas, bigalloc, EA inodes, a
+//! [`check`] (the self-check before commit), [`scrub`] (zeroing what edits free), [`uuid`]. Features this code does not maintain (quotas, bigalloc, EA inodes, a
 //! journal needing recovery, ...) refuse every edit up front with
 //! [`NativeError::Unsupported`], so a caller can fall back to another backend.
 //! Must not: write to the disk, or leave an edit half-made without failing (a failed
@@ -27,6 +27,7 @@ pub mod inode_out;
 pub mod ops;
 pub mod orphan;
 pub mod owned;
+pub mod scrub;
 pub mod uuid;
 
 use std::collections::{BTreeMap, BTreeSet};

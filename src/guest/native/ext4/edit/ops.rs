@@ -108,6 +108,7 @@ impl Ext4 {
         self.release_blocks(inode)?;
         let mut raw = RawInode::of(inode);
         self.release_xattr_block(&raw)?;
+        self.scrub_inline(inode, &mut raw)?;
         raw.delete(super::now());
         raw.set_fs_blocks(0, self.sb.block_size);
         put_le32(&mut raw.bytes, 0x68, 0);
