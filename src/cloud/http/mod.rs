@@ -95,6 +95,9 @@ impl RequestBody<'_> {
     }
 }
 
+/// Longest idle time after which a pooled connection is still reused.
+const POOLED_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A configured client; cheap to clone (connections are pooled and shared).
 #[derive(Clone)]
 pub struct HttpClient {
@@ -113,6 +116,10 @@ impl HttpClient {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            // A pooled connection idle for longer may already be closed by the server
+            // (gunicorn's keep-alive is 2 s, Apache's 5 s): reusing it is a reset that
+            // the request never reached. Status polls pause longer than that.
+            .max_idle_age(POOLED_IDLE_LIMIT)
             .user_agent(concat!("imgferry/", env!("CARGO_PKG_VERSION")))
             .timeout_connect(Some(options.connect_timeout))
             .timeout_per_read(Some(options.idle_timeout))

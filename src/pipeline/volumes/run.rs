@@ -14,6 +14,7 @@ use super::target_shape::{
     disk_image_name, link_images, record, volume_and_snapshot, TargetShape, TargetSide,
 };
 use super::temporaries::{clean_up, has_temporaries, materialise, SourceSide};
+use super::wait::retry;
 use crate::cloud::cinder::{Cinder, QuotaItem};
 use crate::cloud::glance::Image;
 use crate::cloud::CloudError;
@@ -97,7 +98,7 @@ fn preflight(
             .disks
             .get(&disk.short_name())
             .is_some_and(|d| d.target_image.is_some());
-        let snapshot = match source.cinder.snapshot(&disk.snapshot_id) {
+        let snapshot = match retry(|| source.cinder.snapshot(&disk.snapshot_id)) {
             Ok(snapshot) => snapshot,
             Err(CloudError::BlockStorageNotFound { .. }) => {
                 return Err(PipelineError::SnapshotNotVisible {
@@ -122,7 +123,7 @@ fn preflight(
     }
     if largest_pending > 0 {
         // Disks go one at a time: one temporary volume of the largest size at once.
-        let usage = source.cinder.quota_usage()?;
+        let usage = retry(|| source.cinder.quota_usage())?;
         let project = source.cinder.project_label();
         need(&project, "volumes", 1, usage.volumes)?;
         need(&project, "gigabytes", largest_pending, usage.gigabytes)?;
@@ -138,7 +139,7 @@ fn preflight(
             })
             .collect();
         if !pending.is_empty() {
-            let usage = cinder.quota_usage()?;
+            let usage = retry(|| cinder.quota_usage())?;
             let project = cinder.project_label();
             let gib: u64 = pending.iter().map(|d| d.volume_size).sum();
             need(&project, "volumes", pending.len() as u64, usage.volumes)?;
@@ -326,7 +327,10 @@ fn shape_volumes(
         .name
         .clone()
         .unwrap_or_else(|| snapshot.name.clone().unwrap_or_else(|| snapshot.id.clone()));
-    let types: Vec<String> = cinder.volume_types()?.into_iter().map(|t| t.name).collect();
+    let types: Vec<String> = retry(|| cinder.volume_types())?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     for disk in disks {
         crate::interrupt::check()?;
         let volume_type = disk.volume_type.clone().filter(|t| {
@@ -358,7 +362,7 @@ fn shape_volumes(
         .and_then(|d| d.target_image.clone())
         .ok_or_else(|| PipelineError::Unsupported("internal: no root image".into()))?;
     let root_properties = if state.record.is_none() {
-        match glance.show(&root_image.id) {
+        match retry(|| glance.show(&root_image.id)) {
             Ok(image) => image.properties,
             Err(CloudError::ImageNotFound { .. }) => Default::default(),
             Err(error) => return Err(error.into()),
@@ -391,7 +395,7 @@ fn shape_volumes(
                 continue;
             }
             if let Some(image) = entry.target_image.clone() {
-                glance.delete(&image.id)?;
+                retry(|| glance.delete(&image.id))?;
             }
             state.disk(&short).target_image_deleted = true;
             file.save(state)?;

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use super::mapping::{mapping_entry, Disk};
 use super::state::{VolumeState, VolumeStateFile};
 use super::temporaries::{wait_volume, REQUEST_KEY};
-use super::wait::{deadline_for, wait_until, Look};
+use super::wait::{deadline_for, retry, wait_until, Look};
 use crate::cloud::cinder::{Cinder, NewVolume, VolumeOrigin};
 use crate::cloud::glance::{DataTarget, Glance, ListFilter, PatchOp};
 use crate::cloud::CloudError;
@@ -149,17 +149,16 @@ pub fn volume_and_snapshot(
     file.save(state)?;
     wait_volume(cinder, &volume, &["available"], limit)?;
     let snapshot = match state.disk(&short).target_snapshot.clone() {
-        Some(id) => match cinder.snapshot(&id) {
+        Some(id) => match retry(|| cinder.snapshot(&id)) {
             Ok(s) if !s.status.starts_with("error") => Some(id),
             Ok(_) => {
-                cinder.delete_snapshot(&id)?;
+                retry(|| cinder.delete_snapshot(&id))?;
                 None
             }
             Err(CloudError::BlockStorageNotFound { .. }) => None,
             Err(error) => return Err(error.into()),
         },
-        None => cinder
-            .snapshots(Some(name))?
+        None => retry(|| cinder.snapshots(Some(name)))?
             .into_iter()
             .find(|s| {
                 s.volume_id.as_deref() == Some(volume.as_str()) && !s.status.starts_with("error")
@@ -184,7 +183,7 @@ pub fn volume_and_snapshot(
     state.disk(&short).target_snapshot = Some(snapshot.clone());
     file.save(state)?;
     wait_until(&format!("snapshot {snapshot}"), limit, || {
-        let record = cinder.snapshot(&snapshot)?;
+        let record = retry(|| cinder.snapshot(&snapshot))?;
         match record.status.as_str() {
             "available" => Ok(Look::Done(())),
             status if status.starts_with("error") => Err(PipelineError::VolumeFailed {
@@ -205,19 +204,18 @@ fn usable_volume(
     digest: &str,
 ) -> Result<Option<String>> {
     if let Some(id) = recorded {
-        match cinder.volume(&id) {
+        match retry(|| cinder.volume(&id)) {
             Ok(v) if !v.status.starts_with("error") && v.status != "deleting" => {
                 return Ok(Some(id))
             }
             Ok(_) => {
-                cinder.delete_volume(&id)?;
+                retry(|| cinder.delete_volume(&id))?;
             }
             Err(CloudError::BlockStorageNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
     }
-    Ok(cinder
-        .volumes(Some(name))?
+    Ok(retry(|| cinder.volumes(Some(name)))?
         .into_iter()
         .find(|v| {
             v.metadata.get(REQUEST_KEY).map(String::as_str) == Some(digest)
@@ -300,7 +298,7 @@ pub fn record(
     // Nova uploads an empty body so the record becomes `active` with size 0.
     glance.put_data(&created.id, DataTarget::File, &mut std::io::empty(), 0)?;
     let active = wait_until(&format!("image {}", created.id), deadline_for(0), || {
-        let image = glance.show(&created.id)?;
+        let image = retry(|| glance.show(&created.id))?;
         match image.status.as_str() {
             "active" => Ok(Look::Done(image)),
             "queued" | "saving" => Ok(Look::Pending(image.status)),
@@ -332,7 +330,7 @@ fn existing_record(
         .as_ref()
         .map(|p| p.id.clone());
     let mut found = None;
-    for image in glance.list(&filter)? {
+    for image in retry(|| glance.list(&filter))? {
         let ours = image.owner == owner
             && (image.properties.get(REQUEST_KEY).and_then(Value::as_str) == Some(digest)
                 || recorded.is_some_and(|r| r.id == image.id));
@@ -343,7 +341,7 @@ fn existing_record(
             found = Some(image);
         } else {
             // Left `queued` by a run killed before the empty upload.
-            glance.delete(&image.id)?;
+            retry(|| glance.delete(&image.id))?;
         }
     }
     Ok(found)

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::mapping::Disk;
 use super::state::{DiskState, VolumeState, VolumeStateFile};
-use super::wait::{deadline_for, wait_until, wait_with, Look, OnInterrupt};
+use super::wait::{deadline_for, retry, wait_until, wait_with, Look, OnInterrupt};
 use crate::cloud::cinder::{Cinder, NewVolume, VolumeOrigin};
 use crate::cloud::glance::{Glance, ListFilter};
 use crate::cloud::CloudError;
@@ -54,14 +54,14 @@ pub fn materialise(
     let name = temp_name(digest, disk);
     let limit = deadline_for(disk.volume_size);
     if let Some(id) = state.disk(&short).temp_image.clone() {
-        match side.glance.show(&id) {
+        match retry(|| side.glance.show(&id)) {
             Ok(image) if matches!(image.status.as_str(), "active" | "queued" | "saving") => {}
             Ok(image) => {
                 reporter.warn(&format!(
                     "temporary image {id} of an earlier run is {}: making it again",
                     image.status
                 ));
-                side.glance.delete(&id)?;
+                retry(|| side.glance.delete(&id))?;
                 state.disk(&short).temp_image = None;
                 file.save(state)?;
             }
@@ -94,7 +94,7 @@ pub fn materialise(
     }
     let image = state.disk(&short).temp_image.clone().unwrap_or_default();
     wait_until(&format!("temporary image {image}"), limit, || {
-        match side.glance.show(&image) {
+        match retry(|| side.glance.show(&image)) {
             Ok(record) => match record.status.as_str() {
                 "active" => Ok(Look::Done(())),
                 "queued" | "saving" | "importing" | "uploading" => Ok(Look::Pending(record.status)),
@@ -127,12 +127,12 @@ fn temp_volume(
 ) -> Result<String> {
     let short = disk.short_name();
     if let Some(id) = state.disk(&short).temp_volume.clone() {
-        match side.cinder.volume(&id) {
+        match retry(|| side.cinder.volume(&id)) {
             Ok(volume) if !volume.status.starts_with("error") && volume.status != "deleting" => {
                 return Ok(id)
             }
             Ok(_) => {
-                side.cinder.delete_volume(&id)?;
+                retry(|| side.cinder.delete_volume(&id))?;
             }
             Err(CloudError::BlockStorageNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
@@ -140,9 +140,7 @@ fn temp_volume(
         state.disk(&short).temp_volume = None;
         file.save(state)?;
     }
-    let leftovers: Vec<_> = side
-        .cinder
-        .volumes(Some(name))?
+    let leftovers: Vec<_> = retry(|| side.cinder.volumes(Some(name)))?
         .into_iter()
         .filter(|v| v.metadata.get(REQUEST_KEY).map(String::as_str) == Some(digest))
         .collect();
@@ -202,7 +200,7 @@ fn adopt_image(glance: &mut Glance, name: &str) -> Result<Option<String>> {
         .as_ref()
         .map(|p| p.id.clone());
     let mut found = None;
-    for image in glance.list(&filter)? {
+    for image in retry(|| glance.list(&filter))? {
         let usable = matches!(image.status.as_str(), "active" | "queued" | "saving");
         if image.owner != owner {
             continue;
@@ -210,7 +208,7 @@ fn adopt_image(glance: &mut Glance, name: &str) -> Result<Option<String>> {
         if usable && found.is_none() {
             found = Some(image.id);
         } else {
-            glance.delete(&image.id)?;
+            retry(|| glance.delete(&image.id))?;
         }
     }
     Ok(found)
@@ -224,7 +222,7 @@ pub fn wait_volume(
     limit: std::time::Duration,
 ) -> Result<()> {
     wait_until(&format!("volume {id}"), limit, || {
-        let volume = cinder.volume(id)?;
+        let volume = retry(|| cinder.volume(id))?;
         if wanted.contains(&volume.status.as_str()) {
             Ok(Look::Done(()))
         } else if volume.status.starts_with("error") {
@@ -255,7 +253,7 @@ fn delete_temp_volume(
         &format!("temporary volume {id}"),
         deadline_for(disk.volume_size),
         on_interrupt,
-        || match side.cinder.volume(&id) {
+        || match retry(|| side.cinder.volume(&id)) {
             Ok(v) if matches!(v.status.as_str(), "uploading" | "creating" | "downloading") => {
                 Ok(Look::Pending(v.status))
             }
@@ -263,7 +261,7 @@ fn delete_temp_volume(
             Err(error) => Err(error.into()),
         },
     )?;
-    side.cinder.delete_volume(&id)?;
+    retry(|| side.cinder.delete_volume(&id))?;
     state.disk(&short).temp_volume = None;
     file.save(state)?;
     reporter.event(event(
@@ -288,7 +286,7 @@ pub fn clean_up(
 ) -> Result<()> {
     let short = disk.short_name();
     if let Some(id) = state.disk(&short).temp_image.clone() {
-        side.glance.delete(&id)?;
+        retry(|| side.glance.delete(&id))?;
         state.disk(&short).temp_image = None;
         file.save(state)?;
         reporter.event(event(

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cloud::CloudError;
 use crate::pipeline::error::{PipelineError, Result};
+use crate::transfer::RetryPolicy;
 
 /// Time every wait gets, whatever the size.
 const BASE: Duration = Duration::from_secs(300);
@@ -18,6 +20,14 @@ const MAX_INTERVAL: Duration = Duration::from_secs(5);
 /// The deadline for an operation moving `gib` GiB.
 pub fn deadline_for(gib: u64) -> Duration {
     BASE.saturating_add(PER_GIB.saturating_mul(u32::try_from(gib).unwrap_or(u32::MAX)))
+}
+
+/// Repeats an idempotent call (a read, a listing, a delete) after a transient failure:
+/// a reset connection (a pooled one the server closed during a long wait), a 5xx.
+pub fn retry<T>(
+    call: impl FnMut() -> std::result::Result<T, CloudError>,
+) -> std::result::Result<T, CloudError> {
+    RetryPolicy::metadata().run(call)
 }
 
 /// What one look found.
