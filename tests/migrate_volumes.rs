@@ -299,6 +299,20 @@ fn assert_data_disk(file: &Path, data: &Path) {
     }
 }
 
+/// Whether volume or image `id` still exists (a volume being deleted does not count).
+fn still_there(cloud: &str, object: &str, id: &str) -> bool {
+    let dev = dev_cloud();
+    let mut cmd = Command::new(dev.var("IMGFERRY_OPENSTACK"));
+    clean_env(&mut cmd, dev.clouds_yaml());
+    cmd.args(["--os-cloud", cloud, object, "show", id, "-f", "json"]);
+    let out = run(&mut cmd);
+    out.status.success()
+        && !matches!(
+            json(&String::from_utf8_lossy(&out.stdout))["status"].as_str(),
+            Some("deleting" | "deleted" | "pending_delete")
+        )
+}
+
 fn image_show(cloud: &str, id: &str) -> Value {
     json(&openstack(cloud, &["image", "show", id, "-f", "json"]))
 }
@@ -541,9 +555,14 @@ fn volume_backed_snapshot_to_images_in_another_cloud() {
     assert_source_as_before("c1-source", &name, &before, &summary);
 }
 
-/// `imgferry --json ARGS`, SIGKILLed as soon as it emits an event of kind `kind`.
-/// Panics with the run's output when it ended before that event.
-fn kill_at_event(args: &[&str], kind: &str) {
+/// `imgferry --json ARGS`, sent `signal` as soon as it emits an event of kind `kind`;
+/// returns the JSON lines it printed and its exit status. Panics with the run's output
+/// when it ended before that event.
+fn signal_at_event(
+    args: &[&str],
+    kind: &str,
+    signal: libc::c_int,
+) -> (Vec<Value>, std::process::ExitStatus) {
     use std::io::BufRead;
     let mut cmd = imgferry();
     clean_env(&mut cmd, dev_cloud().clouds_yaml());
@@ -555,21 +574,30 @@ fn kill_at_event(args: &[&str], kind: &str) {
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = Vec::new();
+    let mut sent = false;
     for line in std::io::BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
-        if serde_json::from_str::<Value>(&line).is_ok_and(|v| v["kind"] == kind) {
-            child.kill().unwrap();
-            let _ = child.wait();
-            return;
+        let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if !sent && value["kind"] == kind {
+            // SAFETY: kill(2) on our own child's pid, which it still is (not yet waited).
+            let pid = i32::try_from(child.id()).unwrap();
+            assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+            sent = true;
         }
-        lines.push(line);
+        lines.push(value);
     }
     let status = child.wait().unwrap();
-    panic!(
-        "the run ended ({status}) before a {kind} event\nstdout: {}\nstderr: {}",
-        lines.join("\n"),
+    assert!(
+        sent,
+        "the run ended ({status}) before a {kind} event\nstdout: {lines:?}\nstderr: {}",
         std::fs::read_to_string(stderr_file.path()).unwrap_or_default()
     );
+    (lines, status)
+}
+
+/// `imgferry --json ARGS`, SIGKILLed as soon as it emits an event of kind `kind`.
+fn kill_at_event(args: &[&str], kind: &str) {
+    signal_at_event(args, kind, libc::SIGKILL);
 }
 
 #[test]
@@ -703,6 +731,40 @@ fn bad_snapshots_and_a_small_quota_are_refused_before_anything_is_made() {
     outcome.unwrap();
 
     assert_eq!(named("c2-source", &name), before, "nothing was created");
+
+    // Ctrl-C while Cinder uploads the temporary volume: exit 130, both temporaries gone.
+    let (lines, status) = signal_at_event(
+        &args("c2-target")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "volume.uploading",
+        libc::SIGINT,
+    );
+    assert_eq!(status.code(), Some(130), "{lines:?}");
+    let made: Vec<(String, String)> = lines
+        .iter()
+        .filter(|l| l["kind"] == "volume.temporary" || l["kind"] == "volume.uploading")
+        .map(|l| {
+            (
+                l["object"].as_str().unwrap().to_owned(),
+                l["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(made.len(), 2, "{lines:?}");
+    for (object, id) in &made {
+        let gone = lines
+            .iter()
+            .any(|l| l["kind"] == "volume.temporary_deleted" && l["id"] == id.as_str());
+        assert!(gone, "temporary {object} {id} not deleted: {lines:?}");
+    }
+    for (object, id) in &made {
+        assert!(
+            !still_there("c2-source", object, id),
+            "{object} {id} is still there"
+        );
+    }
     assert!(
         !dir.path().join("work/volumes.json").exists(),
         "no state is left"
