@@ -196,7 +196,11 @@ fn streamed_equals_staged_and_the_work_dir_holds_the_state_only() {
             common::qemu_img_info(&streamed)["virtual-size"],
             common::qemu_img_info(&staged)["virtual-size"]
         );
-        assert_eq!(native_listing(&streamed), native_listing(&staged), "{command}");
+        assert_eq!(
+            native_listing(&streamed),
+            native_listing(&staged),
+            "{command}"
+        );
     }
 }
 

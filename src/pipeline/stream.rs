@@ -36,7 +36,7 @@ use crate::cloud::glance::{Glance, Image as GlanceImage};
 use crate::disk::output::AtomicFile;
 use crate::disk::qcow2::writer::{Compat, Qcow2Format};
 use crate::disk::qcow2::CompressionType;
-use crate::disk::stream::StreamPlan;
+use crate::disk::stream::{GuestWrite, StreamPlan};
 use crate::disk::{open_source, Image, ReadAt, VirtualDisk};
 use crate::guest::native::NativeGuest;
 use crate::guest::GuestFs;
@@ -221,7 +221,7 @@ fn native_sysprep(
     label: &Path,
     options: &sysprep::Options,
     reporter: &dyn Reporter,
-) -> sysprep::Result<(Vec<RootReport>, Vec<(u64, Vec<u8>)>)> {
+) -> sysprep::Result<(Vec<RootReport>, Vec<GuestWrite>)> {
     let mut guest = NativeGuest::open(disk, label)?;
     guest.require_whole_guest();
     guest.inspect()?;

@@ -217,8 +217,8 @@ fn handle(client: TcpStream, upstream: &str, state: &Arc<Mutex<State>>) -> io::R
             .rules
             .iter_mut()
             .find(|r| {
-                let ranged = matches!(r.fault, Fault::FlipByteUnranged { .. })
-                    && header("range").is_some();
+                let ranged =
+                    matches!(r.fault, Fault::FlipByteUnranged { .. }) && header("range").is_some();
                 r.times > 0 && r.method == method && path_only.ends_with(&r.path_suffix) && !ranged
             })
             .map(|r| {
