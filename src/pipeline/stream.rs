@@ -503,3 +503,72 @@ impl<W: Write> Write for HashingWriter<W> {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::OutputChoice;
+
+    fn record(disk_format: &str) -> SourceRecord {
+        SourceRecord {
+            cloud: "c1".into(),
+            id: "i1".into(),
+            name: "vm".into(),
+            disk_format: disk_format.into(),
+            size: 1 << 20,
+            virtual_size: None,
+            hash: None,
+            checksum: None,
+            min_disk: None,
+            min_ram: None,
+            tags: Vec::new(),
+            properties: Default::default(),
+        }
+    }
+
+    #[test]
+    fn what_the_stream_cannot_make_runs_staged_with_its_reason() {
+        let plain = Request::default();
+        assert_eq!(static_refusal(&plain, &record("qcow2")), None);
+        let raw = static_refusal(&plain, &record("raw")).unwrap();
+        assert!(raw.contains("download it twice"), "{raw}");
+        let vmdk = static_refusal(&plain, &record("vmdk")).unwrap();
+        assert!(vmdk.contains("vmdk"), "{vmdk}");
+        let to_raw = Request {
+            output: OutputChoice {
+                disk_format: Some(DiskFormat::Raw),
+                compat: None,
+            },
+            ..Request::default()
+        };
+        assert!(static_refusal(&to_raw, &record("qcow2"))
+            .unwrap()
+            .contains("--disk-format raw"));
+        let appliance = Request {
+            sysprep: Some(sysprep::Options::default()),
+            sysprep_backend: BackendChoice::Libguestfs,
+            ..Request::default()
+        };
+        assert!(static_refusal(&appliance, &record("qcow2"))
+            .unwrap()
+            .contains("--backend libguestfs"));
+        let untouched = Request {
+            sysprep_backend: BackendChoice::Libguestfs,
+            ..Request::default()
+        };
+        assert_eq!(
+            static_refusal(&untouched, &record("qcow2")),
+            None,
+            "no sysprep: no backend runs"
+        );
+    }
+
+    #[test]
+    fn the_mode_event_names_mode_and_reason() {
+        let event = ModeChoice::staged("--staged was given").event();
+        assert_eq!(event.kind, "migrate.mode");
+        assert!(event
+            .message
+            .contains("staged pipeline: --staged was given"));
+    }
+}
