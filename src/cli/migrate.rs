@@ -22,6 +22,7 @@ use crate::pipeline::glance::GlanceSource;
 use crate::pipeline::glance_target::GlanceTarget;
 use crate::pipeline::local::{FileSource, FileTarget};
 use crate::pipeline::properties::VERIFIED_PROPERTY;
+use crate::pipeline::stream::{self, ModeChoice, Outcome};
 use crate::pipeline::volumes::{self, TargetShape};
 use crate::pipeline::{
     self, DiskFormat, OutputChoice, PropertyEdits, Request, Source, Stage, Target,
@@ -145,6 +146,10 @@ pub struct MigrateArgs {
     /// With --target-as volumes: keep the images the target volumes were made from.
     #[arg(long)]
     pub keep_images: bool,
+    /// Run the staged pipeline (download into the work dir, sysprep, convert, upload)
+    /// even when the one-pass stream could run.
+    #[arg(long)]
+    pub staged: bool,
     /// TEST HOOK: fail right after this stage is recorded.
     #[arg(long, hide = true, value_name = "STAGE", value_parser = parse_stage)]
     pub test_stop_after: Option<Stage>,
@@ -228,7 +233,19 @@ pub fn run(
         }
     }
     if args.dry_run {
-        let plan = pipeline::plan(&request, source.as_mut(), &reporter)?;
+        let mut plan = pipeline::plan(&request, source.as_mut(), &reporter)?;
+        plan.mode = Some(match stream_refusal(&args) {
+            Some(choice) => choice,
+            None => {
+                let glance = connect(
+                    args.from.as_deref(),
+                    args.from_project.as_deref(),
+                    &reporter,
+                )?;
+                let wanted = args.source.as_deref().unwrap_or_default();
+                stream::dry_run_mode(&request, glance, wanted, &reporter)?
+            }
+        });
         let mut value = serde_json::to_value(&plan).map_err(Failure::new)?;
         let mut text = plan_text(&plan, &request);
         if let Some(fields) = value.as_object_mut() {
@@ -252,11 +269,47 @@ pub fn run(
     // Ctrl-C/SIGTERM stop between stages and chunks; the state stays resumable and an
     // unfinished target image is deleted by the upload's own cleanup.
     crate::interrupt::install().map_err(|e| Failure::new(format!("cannot handle signals: {e}")))?;
+    let mode = match (stream_refusal(&args), &args.to_file) {
+        (Some(choice), _) => choice,
+        (None, Some(out)) => {
+            let glance = connect(
+                args.from.as_deref(),
+                args.from_project.as_deref(),
+                &reporter,
+            )?;
+            let wanted = args.source.as_deref().unwrap_or_default();
+            match stream::to_file(&request, glance, wanted, out, &reporter)? {
+                Outcome::Done(summary) => {
+                    let value = serde_json::to_value(&summary).map_err(Failure::new)?;
+                    output.summary(flavour_name(flavour), value, &summary_text(&summary));
+                    return Ok(ExitCode::Success);
+                }
+                Outcome::Staged(choice) => choice,
+            }
+        }
+        (None, None) => ModeChoice::staged("internal: no target"),
+    };
+    reporter.event(mode.event());
     let mut target = target(&args, &reporter)?;
-    let summary = pipeline::run(&request, source.as_mut(), target.as_mut(), &reporter)?;
+    let mut summary = pipeline::run(&request, source.as_mut(), target.as_mut(), &reporter)?;
+    summary.mode = Some(mode);
     let value = serde_json::to_value(&summary).map_err(Failure::new)?;
     output.summary(flavour_name(flavour), value, &summary_text(&summary));
     Ok(ExitCode::Success)
+}
+
+/// Why this request runs staged whatever the store and the guest, if it does.
+fn stream_refusal(args: &MigrateArgs) -> Option<ModeChoice> {
+    let reason = if args.staged {
+        "--staged was given"
+    } else if args.from_file.is_some() {
+        "the source is a local file"
+    } else if args.to_file.is_none() {
+        "streaming into Glance is not built yet (only --to-file streams)"
+    } else {
+        return None;
+    };
+    Some(ModeChoice::staged(reason))
 }
 
 pub(super) fn flavour_name(flavour: Flavour) -> &'static str {

@@ -68,6 +68,9 @@ pub fn plan_text(plan: &Plan, request: &Request) -> String {
         plan.space_available
     );
     let _ = writeln!(text, "format: {}", output_text(&plan.output));
+    if let Some(mode) = &plan.mode {
+        let _ = writeln!(text, "mode: {} ({})", mode.mode, mode.reason);
+    }
     match (&plan.sysprep_operations, &plan.sysprep_plan) {
         (None, _) => {
             let _ = writeln!(text, "sysprep: none (--no-sysprep)");
@@ -109,6 +112,9 @@ pub fn summary_text(summary: &Summary) -> String {
         printable(&summary.target.id),
         summary.target.status
     );
+    if let Some(mode) = &summary.mode {
+        let _ = writeln!(text, "mode: {} ({})", mode.mode, mode.reason);
+    }
     if let Some(download) = &summary.download {
         let _ = writeln!(
             text,

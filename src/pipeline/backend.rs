@@ -226,7 +226,7 @@ fn run_libguestfs(
 
 /// A reporter that holds warnings and events back until [`HeldReporter::release`]
 /// (dropped unreleased, they are never shown). Progress passes straight through.
-struct HeldReporter<'a> {
+pub(super) struct HeldReporter<'a> {
     inner: &'a dyn Reporter,
     held: Mutex<Vec<Held>>,
 }
@@ -237,7 +237,7 @@ enum Held {
 }
 
 impl<'a> HeldReporter<'a> {
-    fn new(inner: &'a dyn Reporter) -> Self {
+    pub(super) fn new(inner: &'a dyn Reporter) -> Self {
         Self {
             inner,
             held: Mutex::new(Vec::new()),
@@ -245,7 +245,7 @@ impl<'a> HeldReporter<'a> {
     }
 
     /// Passes everything held on, in order.
-    fn release(self) {
+    pub(super) fn release(self) {
         let held = self.held.into_inner().unwrap_or_else(|p| p.into_inner());
         for item in held {
             match item {

@@ -25,6 +25,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Guest(#[from] crate::guest::GuestError),
     #[error(transparent)]
+    Remote(#[from] crate::transfer::remote::RemoteError),
+    #[error(transparent)]
     Sysprep(#[from] crate::sysprep::SysprepError),
     #[error("cannot {action} {}", path.display())]
     Io {

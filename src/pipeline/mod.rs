@@ -23,6 +23,7 @@ pub mod properties;
 mod run;
 pub mod space;
 pub mod state;
+pub mod stream;
 pub mod volumes;
 pub mod work;
 

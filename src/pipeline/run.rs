@@ -15,6 +15,7 @@ use super::state::{
     clear_work_dir, ConvertRecord, Stage, State, StateFile, SysprepRecord, SOURCE_FILE,
     SOURCE_PART_FILE,
 };
+use super::stream::ModeChoice;
 use super::work::{format_step, plan_output, sysprep_image, OutputAction};
 use super::{Request, VERSION};
 use crate::report::{Event, Reporter};
@@ -45,6 +46,8 @@ pub struct Summary {
     pub properties: PropertyPlan,
     pub work_dir: std::path::PathBuf,
     pub work_dir_removed: bool,
+    /// Streaming or staged, and why (set by the caller that chose).
+    pub mode: Option<ModeChoice>,
 }
 
 /// What a dry run found.
@@ -60,6 +63,8 @@ pub struct Plan {
     pub sysprep_operations: Option<Vec<String>>,
     /// The exact sysprep plan, when the source is a local file (read-only inspection).
     pub sysprep_plan: Option<SysprepRecord>,
+    /// Streaming or staged, and why (set by the caller that chose).
+    pub mode: Option<ModeChoice>,
 }
 
 fn space_need(record: &SourceRecord, output: &OutputAction) -> SpaceNeed {
@@ -77,7 +82,11 @@ fn space_need(record: &SourceRecord, output: &OutputAction) -> SpaceNeed {
     }
 }
 
-fn check_hash(record: &SourceRecord, request: &Request, reporter: &dyn Reporter) -> Result<()> {
+pub(super) fn check_hash(
+    record: &SourceRecord,
+    request: &Request,
+    reporter: &dyn Reporter,
+) -> Result<()> {
     if record.hash.is_none() && record.cloud != super::local::FILE_LOCATION {
         if request.require_hash {
             return Err(PipelineError::MissingHash {
@@ -93,7 +102,7 @@ fn check_hash(record: &SourceRecord, request: &Request, reporter: &dyn Reporter)
     Ok(())
 }
 
-fn target_spec(
+pub(super) fn target_spec(
     request: &Request,
     record: &SourceRecord,
     disk_format: &str,
@@ -168,6 +177,7 @@ pub fn plan(request: &Request, source: &mut dyn Source, reporter: &dyn Reporter)
         output,
         properties,
         sysprep_plan,
+        mode: None,
     })
 }
 
@@ -291,6 +301,7 @@ pub fn run(
         properties,
         work_dir: work_dir.clone(),
         work_dir_removed,
+        mode: None,
     })
 }
 
@@ -322,7 +333,7 @@ fn provenance_hash(state: &State) -> Result<String> {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(super) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

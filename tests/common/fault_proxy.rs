@@ -23,6 +23,9 @@ use std::thread;
 pub enum Fault {
     /// XOR the response body byte at this offset with 0x01.
     FlipByte { offset: u64 },
+    /// As `FlipByte`, only on a request without a `Range` header (the whole-data GET,
+    /// not the range reads before it).
+    FlipByteUnranged { offset: u64 },
     /// Forward this many response body bytes, then close both sockets.
     CloseResponseAfter { bytes: u64 },
     /// Forward this many request body bytes, then close both sockets.
@@ -213,10 +216,17 @@ fn handle(client: TcpStream, upstream: &str, state: &Arc<Mutex<State>>) -> io::R
         let fault = state
             .rules
             .iter_mut()
-            .find(|r| r.times > 0 && r.method == method && path_only.ends_with(&r.path_suffix))
+            .find(|r| {
+                let ranged =
+                    matches!(r.fault, Fault::FlipByteUnranged { .. }) && header("range").is_some();
+                r.times > 0 && r.method == method && path_only.ends_with(&r.path_suffix) && !ranged
+            })
             .map(|r| {
                 r.times -= 1;
-                r.fault
+                match r.fault {
+                    Fault::FlipByteUnranged { offset } => Fault::FlipByte { offset },
+                    other => other,
+                }
             });
         state.seen.push(Seen {
             method: method.clone(),
