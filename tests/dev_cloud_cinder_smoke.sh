@@ -226,8 +226,10 @@ done
 ((ok == 0)); verdict "every volume, snapshot and image deleted"
 CLEANUP=()
 took "deleting 3 volumes, 1 snapshot, 4 images" "$t"
-leftover="$(find "$IMGFERRY_DEV_CLOUD_DIR/c1/cinder/share" -name "volume-*" 2>/dev/null | head -5)"
-[[ -z "$leftover" ]]; verdict "no volume file left in the share" "$leftover"
+# Only this run's volumes: other tests' volumes may share the cloud.
+leftover="$(for v in "$vol_a" "$vol_b" "$vol_s"; do
+  find "$IMGFERRY_DEV_CLOUD_DIR/c1/cinder/share" -name "volume-$v*" 2>/dev/null; done)"
+[[ -z "$leftover" ]]; verdict "no file of this run's volumes left in the share" "$leftover"
 
 # --- down, up keeps volumes ---------------------------------------------------------------------------
 keep="$("${OS[@]}" volume create --size 1 "$name-keep" -f value -c id)"

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 
-from dc_common import (ADMIN_PASSWORD, MEMBER_PASSWORD, RABBIT_PASSWORD,
+from dc_common import (ADMIN_PASSWORD, HERE, MEMBER_PASSWORD, RABBIT_PASSWORD,
                        SERVICE_PASSWORD, SETUP_VERSION, STATE, VENV, DevCloudError,
                        read_text, render, say, write_atomic)
 from dc_keystone import Keystone, issue_token, request
@@ -62,7 +62,8 @@ def stamp_value(cloud, broker):
         "broker": broker.stamp(),
         "passwords": [SERVICE_PASSWORD, RABBIT_PASSWORD],
         # A changed template restarts Cinder with it.
-        "template": hashlib.sha256(read_text(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cinder.conf.in")).encode()).hexdigest(),
+        "template": hashlib.sha256(
+            read_text(os.path.join(HERE, "cinder.conf.in")).encode()).hexdigest(),
     }, sort_keys=True)
 
 
