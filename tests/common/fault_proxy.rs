@@ -143,6 +143,8 @@ fn fingerprint(token: &str) -> u64 {
 struct State {
     rules: Vec<Rule>,
     seen: Vec<Seen>,
+    /// Per [`Fault::CutClientThenHold`] applied: whether the client's look released it.
+    holds: Vec<bool>,
 }
 
 /// A running proxy; it lives as long as the test process (its threads are detached).
@@ -179,6 +181,13 @@ impl FaultProxy {
     /// Adds a rule (checked in the order added).
     pub fn add(&self, rule: Rule) {
         self.state.lock().unwrap().rules.push(rule);
+    }
+
+    /// For each [`Fault::CutClientThenHold`] applied so far: `true` when the client's
+    /// look at the record ended the hold, `false` when [`HOLD_LIMIT`] did (a Glance too
+    /// busy to answer the look while the cut upload still held one of its threads).
+    pub fn holds(&self) -> Vec<bool> {
+        self.state.lock().unwrap().holds.clone()
     }
 
     /// The requests seen so far.
@@ -276,8 +285,8 @@ fn record_path(path: &str) -> String {
 }
 
 /// Waits until a `GET` of `record` seen after the first `after` requests has been
-/// answered, or [`HOLD_LIMIT`] has passed.
-fn wait_for_look(state: &Mutex<State>, record: &str, after: usize) {
+/// answered (returns `true`), or [`HOLD_LIMIT`] has passed (`false`).
+fn wait_for_look(state: &Mutex<State>, record: &str, after: usize) -> bool {
     let started = std::time::Instant::now();
     while started.elapsed() < HOLD_LIMIT {
         let looked = state.lock().unwrap().seen.iter().skip(after).any(|s| {
@@ -286,10 +295,11 @@ fn wait_for_look(state: &Mutex<State>, record: &str, after: usize) {
                 && s.answered.load(Ordering::SeqCst)
         });
         if looked {
-            return;
+            return true;
         }
         thread::sleep(std::time::Duration::from_millis(20));
     }
+    false
 }
 
 fn forward(
@@ -387,7 +397,8 @@ fn forward(
                 let cut_at = held_state.lock().unwrap().seen.len();
                 let _ = client_for_cut.shutdown(Shutdown::Both);
                 if hold {
-                    wait_for_look(&held_state, &record, cut_at);
+                    let looked = wait_for_look(&held_state, &record, cut_at);
+                    held_state.lock().unwrap().holds.push(looked);
                 }
                 let _ = server_for_cut.shutdown(Shutdown::Both);
             }
